@@ -1,0 +1,1 @@
+"""Configuration: schema, loading, validation, Dex compatibility."""

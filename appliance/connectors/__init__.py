@@ -1,0 +1,1 @@
+"""Upstream identity: one module per connector type."""

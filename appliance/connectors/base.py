@@ -1,0 +1,65 @@
+"""What a connector is: the small protocols each kind implements, and the identity it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A user as an upstream vouched for it."""
+
+    user_id: str
+    username: str = ""
+    preferred_username: str = ""
+    email: str = ""
+    email_verified: bool = False
+    groups: tuple[str, ...] = ()
+    connector_data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Scopes:
+    """What the client asked for that a connector cares about."""
+
+    offline_access: bool = False
+    groups: bool = False
+
+
+@runtime_checkable
+class PasswordConnector(Protocol):
+    """Logs in with a username and password typed into Portico's own form."""
+
+    def prompt(self) -> str:
+        """The label of the username field ("Email Address", "Username")."""
+        ...
+
+    async def login(self, scopes: Scopes, username: str, password: str) -> Identity | None:
+        """The identity, or None for wrong credentials. An outage raises ConnectorError."""
+        ...
+
+
+@runtime_checkable
+class CallbackConnector(Protocol):
+    """Sends the browser upstream and reads the answer at /callback."""
+
+    async def login_url(self, scopes: Scopes, callback_url: str, state: str) -> str: ...
+
+    async def handle_callback(self, scopes: Scopes, params: Mapping[str, str]) -> Identity:
+        """The identity from the upstream's answer; raises ConnectorError when it is unusable."""
+        ...
+
+
+@runtime_checkable
+class RefreshConnector(Protocol):
+    """Re-checks a user when a refresh token is used."""
+
+    async def refresh(self, scopes: Scopes, identity: Identity) -> Identity: ...
+
+
+class ConnectorFactory(Protocol):
+    """Builds a connector of one type from its (already $VAR-expanded) config block."""
+
+    def __call__(self, connector_id: str, config: Mapping[str, Any]) -> object: ...

@@ -1,0 +1,1 @@
+"""State: the Storage protocol and its backends."""

@@ -1,0 +1,1 @@
+"""The HTTP edge: Quart routes, templates, static files, the ASGI server adapter."""
