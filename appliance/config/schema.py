@@ -10,7 +10,8 @@ from typing import Any
 @dataclass(frozen=True)
 class StorageConfig:
     type: str = "sqlite3"  # memory | sqlite3 | postgres | mysql (etcd, kubernetes: not supported)
-    config: dict[str, Any] = field(default_factory=dict)  # after $VAR expansion; keys as Dex spells them
+    # after $VAR expansion; keys as Dex spells them. Kept out of repr: it may hold a database password.
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class OAuth2Config:
 @dataclass(frozen=True)
 class StaticClient:
     id: str
-    secret: str = ""
+    secret: str = field(default="", repr=False)
     redirect_uris: tuple[str, ...] = ()
     trusted_peers: tuple[str, ...] = ()
     public: bool = False
@@ -117,7 +118,7 @@ class StaticClient:
 @dataclass(frozen=True)
 class StaticPassword:
     email: str
-    hash: str  # the bcrypt hash, decoded from base64 when given that way
+    hash: str = field(repr=False)  # the bcrypt hash, decoded from base64 when given that way
     username: str = ""
     user_id: str = ""
     groups: tuple[str, ...] = ()
@@ -131,7 +132,8 @@ class ConnectorConfig:
     type: str
     id: str
     name: str
-    config: dict[str, Any] = field(default_factory=dict)  # after $VAR expansion, keys as written
+    # after $VAR expansion, keys as written. Kept out of repr: it holds client secrets and bind passwords.
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,45 @@
+# Portico: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RP := tests/e2e/rp
+JOBS ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help run test check lint types setup sysdeps node clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP) ## set up and start the IdP with the development default (http://127.0.0.1:5556/dex)
+	$(VENV)/bin/portico serve
+
+sysdeps: ## install the Debian packages the tests need (chromium, slapd, xmlsec1), when missing
+	bash scripts/system-deps.sh
+
+node: ## install the Node relying party used by the end-to-end tests
+	@if [ -f $(RP)/package-lock.json ]; then cd $(RP) && npm ci --no-audit --no-fund --loglevel=error; fi
+
+setup: $(STAMP) sysdeps node ## everything the tests need
+
+test: setup ## set up everything and run every test (in parallel)
+	$(PY) -m pytest -n $(JOBS) -p no:cacheprovider --durations=15 -q
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check appliance tests
+
+types: $(STAMP) ## mypy --strict
+	$(VENV)/bin/mypy
+
+check: lint types test ## lint + types + tests (what CI runs)
+
+clean: ## remove the virtualenv, caches and build output
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache $(RP)/node_modules

@@ -1,0 +1,29 @@
+"""`portico version`: the version, the commit and the key libraries."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+from appliance import __version__
+
+_LIBRARIES = ("quart", "hypercorn", "joserfc", "cryptography", "bcrypt", "aiosqlite", "asyncpg", "PyYAML")
+
+
+def _commit() -> str:
+    try:
+        from appliance import _build  # type: ignore[attr-defined]  # written by the packaging step
+
+        return str(_build.COMMIT)
+    except ImportError:
+        return "unknown"
+
+
+def version_text() -> str:
+    lines = [f"portico {__version__}", f"commit {_commit()}", f"python {platform.python_version()}"]
+    for name in _LIBRARIES:
+        try:
+            lines.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            lines.append(f"{name} (not installed)")
+    return "\n".join(lines)
