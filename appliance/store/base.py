@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from appliance.errors import AlreadyExists, NotFound
+from appliance.errors import AlreadyExists, ConflictError, NotFound
 from appliance.store.models import (
     AuthCode,
     AuthRequest,
@@ -21,7 +21,7 @@ from appliance.store.models import (
     RefreshToken,
 )
 
-__all__ = ["AlreadyExists", "Collection", "GCResult", "NotFound", "Storage"]
+__all__ = ["AlreadyExists", "Collection", "ConflictError", "GCResult", "NotFound", "Storage"]
 
 T = TypeVar("T")
 
@@ -85,6 +85,10 @@ class Storage(Protocol):
 
     async def garbage_collect(self, now: datetime) -> GCResult:
         """Delete auth requests, auth codes, device requests and device tokens expired before `now`."""
+        ...
+
+    async def ping(self) -> None:
+        """A cheap round trip to the database (health checks); raises when it does not answer."""
         ...
 
     async def close(self) -> None: ...

@@ -1,0 +1,106 @@
+"""The versioned database schema: an ordered list of migrations shared by the SQL backends."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "EXPIRING_TABLES",
+    "KIND_TABLES",
+    "MIGRATIONS",
+    "Migration",
+    "apply_pending",
+    "statements_for",
+]
+
+# The table of each kind; also the list the tests truncate. `signing_keys`, not `keys`: KEYS is
+# reserved in MySQL, and a Dex database has a `keys` table of its own.
+KIND_TABLES = (
+    "clients",
+    "passwords",
+    "connectors",
+    "auth_requests",
+    "auth_codes",
+    "refresh_tokens",
+    "offline_sessions",
+    "device_requests",
+    "device_tokens",
+    "signing_keys",
+)
+EXPIRING_TABLES = ("auth_requests", "auth_codes", "device_requests", "device_tokens")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step. `common` runs on every dialect, then the dialect's own statements."""
+
+    version: int
+    name: str
+    common: tuple[str, ...] = ()
+    sqlite: tuple[str, ...] = ()
+    postgres: tuple[str, ...] = ()
+
+
+def _kind_table(table: str) -> str:
+    # data: the codec's JSON as TEXT (not JSONB: JSONB rejects \u0000 and reorders keys);
+    # expiry: epoch microseconds, so that garbage collection is one indexed range delete;
+    # version: the compare-and-swap counter.
+    return (
+        f"CREATE TABLE {table} (id TEXT PRIMARY KEY, data TEXT NOT NULL, expiry BIGINT, "
+        "version BIGINT NOT NULL DEFAULT 1)"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        name="one table per kind",
+        common=(
+            *(_kind_table(t) for t in KIND_TABLES),
+            *(f"CREATE INDEX {t}_expiry ON {t} (expiry)" for t in EXPIRING_TABLES),
+        ),
+    ),
+)
+
+
+def statements_for(migration: Migration, dialect: str) -> tuple[str, ...]:
+    if dialect == "sqlite":
+        return migration.common + migration.sqlite
+    if dialect == "postgres":
+        return migration.common + migration.postgres
+    raise ValueError(f"unknown SQL dialect {dialect!r}")
+
+
+# The bookkeeping table; applied_at comes from the database's clock, it is only for operators.
+CREATE_SCHEMA_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+    "applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+)
+
+
+async def apply_pending(
+    run: Callable[..., Awaitable[Sequence[Sequence[Any]]]],
+    dialect: str,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+) -> list[int]:
+    """Apply the migrations not yet recorded; returns the versions applied now.
+
+    The caller holds the backend's lock and transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+    advisory lock), so two processes starting at once apply each migration exactly once.
+    `run(sql, *args)` executes one statement with `?` placeholders.
+    """
+    await run(CREATE_SCHEMA_MIGRATIONS)
+    applied = {int(row[0]) for row in await run("SELECT version FROM schema_migrations")}
+    done: list[int] = []
+    for migration in migrations:
+        if migration.version in applied:
+            continue
+        for statement in statements_for(migration, dialect):
+            await run(statement)
+        await run(
+            "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", migration.version, migration.name
+        )
+        done.append(migration.version)
+    return done

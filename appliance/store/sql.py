@@ -1,0 +1,248 @@
+"""The generic SQL implementation of the Storage protocol, shared by the SQLite and PostgreSQL backends."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import dataclasses
+import json
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Protocol, TypeVar
+
+from appliance.errors import AlreadyExists, ConflictError, NotFound
+from appliance.store import codec
+from appliance.store.base import Collection, GCResult
+from appliance.store.migrations import EXPIRING_TABLES
+from appliance.store.models import (
+    AuthCode,
+    AuthRequest,
+    Client,
+    Connector,
+    DeviceRequest,
+    DeviceToken,
+    Keys,
+    OfflineSession,
+    Password,
+    RefreshToken,
+    offline_session_key,
+)
+
+__all__ = ["MAX_ATTEMPTS", "Database", "SQLCollection", "SQLStorage", "epoch_micros"]
+
+T = TypeVar("T")
+
+# How often one update re-reads after losing a compare-and-swap. Each round has a winner, so this
+# only runs out when more than this many writers hammer one row at once.
+MAX_ATTEMPTS = 100
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+_KEYS_ID = "keys"
+
+
+class Database(Protocol):
+    """The little a backend provides: run one statement (with `?` placeholders) and return its rows.
+
+    Every write the store issues carries RETURNING, so the row count is the length of the result
+    and one round trip (one thread hop for SQLite) does it.
+    """
+
+    dialect: str
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def epoch_micros(when: datetime) -> int:
+    """The `expiry` column's value: microseconds since the epoch (exact, and ordered as numbers)."""
+    if when.tzinfo is None:
+        raise ValueError("the store keeps timezone-aware datetimes only")
+    return (when - _EPOCH) // _ONE_MICROSECOND
+
+
+async def _backoff(attempt: int) -> None:
+    # Jitter (not a secret) so that writers in several processes do not collide in lockstep.
+    await asyncio.sleep(random.random() * min(0.0005 * (2**attempt), 0.02))  # noqa: S311
+
+
+class SQLCollection(Generic[T]):
+    """One kind of object in its own table (id, data, expiry, version)."""
+
+    def __init__(
+        self,
+        db: Database,
+        table: str,
+        cls: type[T],
+        key_of: Callable[[T], str],
+        *,
+        normalize: Callable[[str], str] | None = None,
+        show_keys: bool = False,
+    ) -> None:
+        # `table` is one of the schema's constant names, never input: the f-strings below are safe.
+        self._db = db
+        self._table = table
+        self._cls = cls
+        self._key_of = key_of
+        self._normalize = normalize
+        # Codes and tokens are their own keys; they must never reach an error message or a log.
+        self._show_keys = show_keys
+        self._has_expiry = any(f.name == "expiry" for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        self._sql_insert = (
+            f"INSERT INTO {table} (id, data, expiry, version) VALUES (?, ?, ?, 1) "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        self._sql_get = f"SELECT data FROM {table} WHERE id = ?"  # noqa: S608
+        self._sql_get_versioned = f"SELECT data, version FROM {table} WHERE id = ?"  # noqa: S608
+        self._sql_list = f"SELECT data FROM {table} ORDER BY id"  # noqa: S608
+        self._sql_cas = (
+            f"UPDATE {table} SET data = ?, expiry = ?, version = version + 1 "  # noqa: S608
+            "WHERE id = ? AND version = ? RETURNING id"
+        )
+        self._sql_delete = f"DELETE FROM {table} WHERE id = ? RETURNING id"  # noqa: S608
+
+    def _key(self, key: str) -> str:
+        return key if self._normalize is None else self._normalize(key)
+
+    def _expiry(self, obj: T) -> int | None:
+        return epoch_micros(obj.expiry) if self._has_expiry else None  # type: ignore[attr-defined]
+
+    def _name(self, key: str) -> str:
+        return f"{self._table} {key!r}" if self._show_keys else f"an object in {self._table}"
+
+    async def create(self, obj: T) -> None:
+        key = self._key(self._key_of(obj))
+        rows = await self._db.fetch(self._sql_insert, key, codec.dumps(obj), self._expiry(obj))
+        if not rows:
+            raise AlreadyExists(f"{self._name(key)} exists already")
+
+    async def get(self, key: str) -> T:
+        key = self._key(key)
+        rows = await self._db.fetch(self._sql_get, key)
+        if not rows:
+            raise NotFound(f"{self._name(key)} does not exist")
+        return codec.from_dict(self._cls, json.loads(rows[0][0]))
+
+    async def list(self) -> builtins.list[T]:
+        rows = await self._db.fetch(self._sql_list)
+        cls = self._cls
+        return [codec.from_dict(cls, json.loads(row[0])) for row in rows]
+
+    async def update(self, key: str, updater: Callable[[T], T]) -> T:
+        return await self.update_or_create(key, updater, missing=None)
+
+    async def update_or_create(
+        self, key: str, updater: Callable[[T], T], *, missing: Callable[[], T] | None
+    ) -> T:
+        """Compare-and-swap `updater` on the object; when it does not exist, NotFound, or (with
+        `missing`) create it from `updater(missing())`, turning into an update if another writer
+        created it first."""
+        key = self._key(key)
+        for attempt in range(MAX_ATTEMPTS):
+            rows = await self._db.fetch(self._sql_get_versioned, key)
+            if not rows:
+                if missing is None:
+                    raise NotFound(f"{self._name(key)} does not exist")
+                new = self._checked(key, updater(missing()))
+                if await self._db.fetch(self._sql_insert, key, codec.dumps(new), self._expiry(new)):
+                    return new
+            else:
+                data, version = rows[0]
+                new = self._checked(key, updater(codec.from_dict(self._cls, json.loads(data))))
+                written = await self._db.fetch(
+                    self._sql_cas, codec.dumps(new), self._expiry(new), key, version
+                )
+                if written:
+                    return new
+            await _backoff(attempt)
+        raise ConflictError(f"{self._name(key)}: gave up after {MAX_ATTEMPTS} conflicting updates")
+
+    def _checked(self, key: str, new: T) -> T:
+        if self._key(self._key_of(new)) != key:
+            raise ValueError(f"an update must not change the key of {self._name(key)}")
+        return new
+
+    async def delete(self, key: str) -> None:
+        key = self._key(key)
+        if not await self._db.fetch(self._sql_delete, key):
+            raise NotFound(f"{self._name(key)} does not exist")
+
+
+class SQLStorage:
+    """The Storage protocol over one Database; every backend is this class plus a driver."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.clients: Collection[Client] = SQLCollection(db, "clients", Client, _id, show_keys=True)
+        self.passwords: Collection[Password] = SQLCollection(
+            db, "passwords", Password, _email, normalize=str.lower, show_keys=True
+        )
+        self.connectors: Collection[Connector] = SQLCollection(
+            db, "connectors", Connector, _id, show_keys=True
+        )
+        self.auth_requests: Collection[AuthRequest] = SQLCollection(db, "auth_requests", AuthRequest, _id)
+        self.auth_codes: Collection[AuthCode] = SQLCollection(db, "auth_codes", AuthCode, _id)
+        self.refresh_tokens: Collection[RefreshToken] = SQLCollection(db, "refresh_tokens", RefreshToken, _id)
+        self.offline_sessions: Collection[OfflineSession] = SQLCollection(
+            db, "offline_sessions", OfflineSession, _offline_key, show_keys=True
+        )
+        self.device_requests: Collection[DeviceRequest] = SQLCollection(
+            db, "device_requests", DeviceRequest, _user_code
+        )
+        self.device_tokens: Collection[DeviceToken] = SQLCollection(
+            db, "device_tokens", DeviceToken, _device_code
+        )
+        self._keys = SQLCollection(db, "signing_keys", Keys, _keys_id, show_keys=True)
+        self._gc_sql = tuple(
+            f"DELETE FROM {t} WHERE expiry < ? RETURNING id"  # noqa: S608
+            for t in EXPIRING_TABLES
+        )
+
+    async def get_keys(self) -> Keys:
+        try:
+            return await self._keys.get(_KEYS_ID)
+        except NotFound:
+            return Keys()
+
+    async def update_keys(self, updater: Callable[[Keys], Keys]) -> Keys:
+        return await self._keys.update_or_create(_KEYS_ID, updater, missing=Keys)
+
+    async def garbage_collect(self, now: datetime) -> GCResult:
+        cutoff = epoch_micros(now)
+        counts = [len(await self.db.fetch(sql, cutoff)) for sql in self._gc_sql]
+        # The tables are named as GCResult's fields.
+        return GCResult(**dict(zip(EXPIRING_TABLES, counts, strict=True)))
+
+    async def ping(self) -> None:
+        await self.db.ping()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+def _id(obj: Client | Connector | AuthRequest | AuthCode | RefreshToken) -> str:
+    return obj.id
+
+
+def _email(obj: Password) -> str:
+    return obj.email
+
+
+def _offline_key(obj: OfflineSession) -> str:
+    return offline_session_key(obj.user_id, obj.conn_id)
+
+
+def _user_code(obj: DeviceRequest) -> str:
+    return obj.user_code
+
+
+def _device_code(obj: DeviceToken) -> str:
+    return obj.device_code
+
+
+def _keys_id(obj: Keys) -> str:
+    return _KEYS_ID
