@@ -9,8 +9,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
+from appliance.cli.sdnotify import Notifier, run_watchdog
 from appliance.clock import SystemClock
 from appliance.config.load import default_config_text, load_config, parse_config
 from appliance.config.schema import Config, Problem
@@ -75,6 +78,7 @@ def _listeners(config: Config) -> list[Listener]:
 
 
 async def _run(config: Config, dev: bool, started: float) -> int:
+    from appliance.connectors.registry import default_registry
     from appliance.keys.manager import KeyManager
     from appliance.oidc.deps import Deps, build_snapshot
     from appliance.store.open import open_storage, run_gc_forever
@@ -82,6 +86,7 @@ async def _run(config: Config, dev: bool, started: float) -> int:
     from appliance.web.server import serve
 
     clock = SystemClock()
+    notifier = Notifier()
     storage = await open_storage(config.storage, base_dir=os.getcwd())
     background: list[asyncio.Task[None]] = []
     try:
@@ -89,21 +94,39 @@ async def _run(config: Config, dev: bool, started: float) -> int:
                           rotation_period=config.signer.keys_rotation_period,
                           id_token_lifetime=config.expiry.id_tokens, log=logging.getLogger("portico.keys"))
         await keys.ensure_loaded()
-        snapshot = await build_snapshot(config)
+        snapshot = await build_snapshot(config, default_registry(), storage=storage)
         deps = Deps(storage=storage, keys=keys, clock=clock, snapshot=snapshot)
         app = create_app(deps)
 
         shutdown = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            notifier.stopping()
+            shutdown.set()
+
+        def reload() -> None:
+            # systemctl reload = SIGHUP (ExecReload=). Without a handler SIGHUP would end the process,
+            # and systemd counts that as a clean exit, so Restart=on-failure would leave it down.
+            notifier.reloading()
+            log.warning("SIGHUP: live configuration reload is not implemented yet; "
+                        "restart the service to apply a changed configuration")
+            notifier.ready(f"serving {config.issuer}")
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, shutdown.set)
+            loop.add_signal_handler(signum, stop)
+        loop.add_signal_handler(signal.SIGHUP, reload)
 
         background.append(asyncio.create_task(keys.run_forever(30.0), name="key-rotation"))
         background.append(asyncio.create_task(
             run_gc_forever(storage, clock, 300.0, logging.getLogger("portico.gc")), name="gc"))
+        watchdog_interval = notifier.watchdog_interval()
+        if watchdog_interval is not None:
+            background.append(asyncio.create_task(run_watchdog(notifier, watchdog_interval), name="watchdog"))
 
         def ready() -> None:
             log.info("ready in %.0f ms (issuer %s)", (time.monotonic() - started) * 1000, config.issuer)
+            notifier.ready(f"serving {config.issuer}")
             if dev:
                 redirects = ", ".join(
                     uri for client in config.static_clients for uri in client.redirect_uris)
@@ -121,6 +144,7 @@ async def _run(config: Config, dev: bool, started: float) -> int:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await storage.close()
+        notifier.close()
 
 
 def run_serve(path: str | None) -> int:
@@ -134,12 +158,15 @@ def run_serve(path: str | None) -> int:
         log.warning("issuer %s is plain http: use https outside development", config.issuer)
     try:
         import uvloop
+    except ImportError:  # not on every platform; the standard loop works, only slower
+        return _run_with(asyncio.run, config, path is None, started)
+    return _run_with(uvloop.run, config, path is None, started)
 
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+
+def _run_with(runner: Callable[[Coroutine[Any, Any, int]], int], config: Config, dev: bool,
+              started: float) -> int:
     try:
-        return runner(_run(config, path is None, started))
+        return runner(_run(config, dev, started))
     except PorticoError as exc:
         log.error("%s", exc)
         return 1
