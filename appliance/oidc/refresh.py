@@ -1,0 +1,147 @@
+"""The refresh_token grant (RFC 6749 6): rotation, the reuse interval, lifetimes, fresh claims."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+
+from appliance.connectors.base import Identity, RefreshConnector
+from appliance.errors import ConnectorError, NotFound, OAuthError
+from appliance.oidc import scopes as sc
+from appliance.oidc.authorize import connector_allowed
+from appliance.oidc.discovery import GRANT_REFRESH_TOKEN
+from appliance.oidc.grant import TokenContext
+from appliance.oidc.issue import mint, token_response
+from appliance.oidc.login import claims_of, upstream
+from appliance.oidc.refreshstore import (
+    current_from_obsolete,
+    offline_connector_data,
+    revoke_refresh_token,
+    rotated_secret,
+    secret_matches,
+    touch_offline_session,
+)
+from appliance.oidc.tokens import decode_refresh_token, encode_refresh_token
+from appliance.store.models import Claims, RefreshToken
+
+log = logging.getLogger("portico.oidc.refresh")
+
+_INVALID = "Refresh token is invalid or has already been claimed by another client."
+
+
+class _Claimed(Exception):
+    """The stored token moved on between our read and our write: someone else used this secret."""
+
+
+def _expired(token: RefreshToken, ctx: TokenContext, now: datetime) -> bool:
+    policy = ctx.snap.config.expiry.refresh_tokens
+    if policy.absolute_lifetime and now > token.created_at + policy.absolute_lifetime:
+        return True
+    return bool(policy.valid_if_not_used_for and now > token.last_used + policy.valid_if_not_used_for)
+
+
+def _scopes(ctx: TokenContext, token: RefreshToken) -> tuple[str, ...]:
+    # RFC 6749 6: the client may narrow the original scopes, never widen them.
+    requested = sc.split_scopes(ctx.get("scope"))
+    if not requested:
+        return token.scopes
+    extra = [scope for scope in requested if scope not in token.scopes]
+    if extra:
+        raise OAuthError("invalid_scope", f"Requested scopes contain unauthorized scope(s): {extra}.")
+    return requested
+
+
+def _identity(claims: Claims, connector_data: bytes | None) -> Identity:
+    return Identity(
+        user_id=claims.user_id, username=claims.username, preferred_username=claims.preferred_username,
+        email=claims.email, email_verified=claims.email_verified, groups=claims.groups,
+        connector_data=connector_data,
+    )
+
+
+class RefreshTokenGrant:
+    grant_type = GRANT_REFRESH_TOKEN
+
+    async def exchange(self, ctx: TokenContext) -> dict[str, object]:
+        raw = ctx.get("refresh_token")
+        if not raw:
+            raise OAuthError("invalid_request", "No refresh token is found in request.")
+        try:
+            token_id, secret = decode_refresh_token(raw)
+        except ValueError:
+            raise OAuthError("invalid_grant", _INVALID) from None
+        storage = ctx.deps.storage
+        try:
+            token = await storage.refresh_tokens.get(token_id)
+        except NotFound:
+            raise OAuthError("invalid_grant", _INVALID) from None
+        if token.client_id != ctx.client.id:
+            log.warning("client %s presented a refresh token of client %s", ctx.client.id, token.client_id)
+            raise OAuthError("invalid_grant", _INVALID)
+
+        now = ctx.deps.clock.now()
+        policy = ctx.snap.config.expiry.refresh_tokens
+        rotate = not policy.disable_rotation
+        in_reuse_window = bool(policy.reuse_interval) and now <= token.last_used + policy.reuse_interval
+        handed_secret = secret
+        if not secret_matches(token.token, secret):
+            current = current_from_obsolete(token, secret)
+            if current is None and not secret_matches(token.obsolete_token, secret):
+                raise OAuthError("invalid_grant", _INVALID)
+            if current is None or not in_reuse_window:
+                # The previous secret, outside the reuse interval: a replay. Whoever holds the current
+                # secret may be the thief, so the token goes (issue 3 revokes the whole family).
+                log.warning("refresh token %s claimed twice; revoking it", token.id)
+                await revoke_refresh_token(ctx.deps, token)
+                raise OAuthError("invalid_grant", _INVALID)
+            handed_secret = current
+        if _expired(token, ctx, now):
+            raise OAuthError("invalid_grant", "Refresh token expired.")
+        scopes = _scopes(ctx, token)
+        conn = ctx.snap.connectors.get(token.connector_id)
+        if conn is None or not connector_allowed(ctx.client, token.connector_id):
+            raise OAuthError("invalid_grant", "The connector of this refresh token is not available.")
+
+        claims = token.claims
+        if not in_reuse_window:
+            # A real use: re-check the user upstream, then advance the stored token (compare-and-swap).
+            connector_data = await offline_connector_data(ctx.deps, token)
+            fresh = _identity(claims, connector_data)
+            if isinstance(conn.instance, RefreshConnector):
+                try:
+                    fresh = await upstream(conn.instance.refresh(sc.connector_scopes(scopes), fresh))
+                except ConnectorError as exc:
+                    log.warning("connector %s refused to refresh user %s: %s", conn.id, claims.user_id, exc)
+                    raise OAuthError("invalid_grant", "Failed to refresh the identity.") from None
+            # The user id is the key of everything the client stored: it never changes on refresh.
+            claims = replace(claims_of(fresh), user_id=token.claims.user_id)
+            new_stored = token.token
+            if rotate:
+                handed_secret, new_stored = rotated_secret(secret)
+            stored_claims = claims
+
+            def advance(old: RefreshToken) -> RefreshToken:
+                if not secret_matches(old.token, secret):
+                    raise _Claimed
+                return replace(
+                    old,
+                    token=new_stored,
+                    obsolete_token=old.token if rotate else old.obsolete_token,
+                    last_used=now,
+                    claims=stored_claims,
+                    connector_data=None,  # kept on the offline session
+                )
+
+            try:
+                token = await storage.refresh_tokens.update(token.id, advance)
+            except (_Claimed, NotFound):
+                raise OAuthError("invalid_grant", _INVALID) from None
+            new_data = fresh.connector_data if fresh.connector_data != connector_data else None
+            await touch_offline_session(ctx.deps, token, now, new_data)
+
+        minted = await mint(
+            ctx.deps, ctx.snap, client_id=ctx.client.id, claims=claims, connector_id=token.connector_id,
+            scopes=scopes, nonce=token.nonce,
+        )
+        return token_response(minted, encode_refresh_token(token.id, handed_secret))

@@ -1,0 +1,192 @@
+"""Refresh-token persistence: hashed secrets at rest, rotation, the offline-session references."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+from dataclasses import replace
+from datetime import datetime
+
+from appliance.errors import AlreadyExists, NotFound
+from appliance.ids import new_id, new_secret
+from appliance.oidc.deps import Deps
+from appliance.oidc.tokens import encode_refresh_token
+from appliance.store.models import (
+    Claims,
+    OfflineSession,
+    RefreshToken,
+    RefreshTokenRef,
+    offline_session_key,
+)
+
+log = logging.getLogger("portico.oidc.refresh")
+
+# Stored form of a refresh secret: "h1$<salt>$<base64url sha256(secret)>". Only the digest is kept, so a
+# copy of the database hands out no usable token. A rotated secret is HMAC(previous secret, salt): a
+# client that retries with the previous token inside the reuse interval can be handed the current one
+# again (Dex's reuse semantics) although the current secret itself is never stored.
+_SCHEME = "h1"
+_ROTATION_LABEL = b"portico refresh rotation\x00"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _digest(secret: str) -> str:
+    return _b64(hashlib.sha256(secret.encode()).digest())
+
+
+def stored_form(secret: str, salt: str = "") -> str:
+    return f"{_SCHEME}${salt}${_digest(secret)}"
+
+
+def _parse(stored: str) -> tuple[str, str] | None:
+    scheme, _, rest = stored.partition("$")
+    salt, sep, digest = rest.partition("$")
+    if scheme != _SCHEME or not sep or not digest:
+        return None
+    return salt, digest
+
+
+def secret_matches(stored: str, presented: str) -> bool:
+    """Does `presented` hash to the stored form? Constant time; an empty or unknown form never matches."""
+    parsed = _parse(stored)
+    if parsed is None or not presented:
+        return False
+    return hmac.compare_digest(parsed[1].encode(), _digest(presented).encode())
+
+
+def _derive(previous: str, salt: str) -> str:
+    return _b64(hmac.new(previous.encode(), _ROTATION_LABEL + salt.encode(), hashlib.sha256).digest())
+
+
+def rotated_secret(previous: str) -> tuple[str, str]:
+    """(new secret, its stored form) for a rotation away from `previous`."""
+    salt = new_secret(16)
+    secret = _derive(previous, salt)
+    return secret, stored_form(secret, salt)
+
+
+def current_from_obsolete(token: RefreshToken, presented: str) -> str | None:
+    """The current secret, when `presented` is the one it replaced; else None."""
+    if not secret_matches(token.obsolete_token, presented):
+        return None
+    parsed = _parse(token.token)
+    if parsed is None or not parsed[0]:
+        return None
+    candidate = _derive(presented, parsed[0])
+    return candidate if secret_matches(token.token, candidate) else None
+
+
+async def create_refresh_token(
+    deps: Deps,
+    *,
+    client_id: str,
+    connector_id: str,
+    claims: Claims,
+    scopes: tuple[str, ...],
+    nonce: str,
+    connector_data: bytes | None,
+) -> str:
+    """Store a new refresh token and return its wire form. As Dex: one token per user, connector and
+    client, so a previous one of this client is revoked; connector data lives on the offline session."""
+    now = deps.clock.now()
+    secret = new_secret()
+    token = RefreshToken(
+        id=new_id(), token=stored_form(secret), client_id=client_id, connector_id=connector_id,
+        claims=claims, scopes=scopes, created_at=now, last_used=now, nonce=nonce,
+    )
+    await deps.storage.refresh_tokens.create(token)
+    try:
+        await _link(deps, token, connector_data)
+    except BaseException:
+        # Never leave a token that no offline session knows of.
+        try:
+            await deps.storage.refresh_tokens.delete(token.id)
+        except NotFound:
+            pass
+        raise
+    return encode_refresh_token(token.id, secret)
+
+
+async def _link(deps: Deps, token: RefreshToken, connector_data: bytes | None) -> None:
+    ref = RefreshTokenRef(token.id, token.client_id, token.created_at, token.last_used)
+    user_id, conn_id = token.claims.user_id, token.connector_id
+    try:
+        await deps.storage.offline_sessions.create(
+            OfflineSession(user_id, conn_id, {token.client_id: ref}, connector_data)
+        )
+        return
+    except AlreadyExists:
+        pass
+    replaced: list[str] = []
+
+    def add(old: OfflineSession) -> OfflineSession:
+        previous = old.refresh.get(token.client_id)
+        replaced[:] = [previous.id] if previous is not None and previous.id != token.id else []
+        return replace(
+            old,
+            refresh={**old.refresh, token.client_id: ref},
+            connector_data=connector_data or old.connector_data,
+        )
+
+    await deps.storage.offline_sessions.update(offline_session_key(user_id, conn_id), add)
+    for old_id in replaced:
+        try:
+            await deps.storage.refresh_tokens.delete(old_id)
+        except NotFound:
+            pass
+
+
+async def touch_offline_session(
+    deps: Deps, token: RefreshToken, last_used: datetime, connector_data: bytes | None
+) -> None:
+    """Record a use of `token` on its offline session (best effort: the token is authoritative)."""
+
+    def touch(old: OfflineSession) -> OfflineSession:
+        ref = old.refresh.get(token.client_id)
+        refresh = dict(old.refresh)
+        if ref is not None and ref.id == token.id:
+            refresh[token.client_id] = replace(ref, last_used=last_used)
+        return replace(old, refresh=refresh, connector_data=connector_data or old.connector_data)
+
+    try:
+        await deps.storage.offline_sessions.update(
+            offline_session_key(token.claims.user_id, token.connector_id), touch
+        )
+    except NotFound:
+        log.warning("refresh token %s has no offline session", token.id)
+
+
+async def offline_connector_data(deps: Deps, token: RefreshToken) -> bytes | None:
+    if token.connector_data:
+        return token.connector_data
+    try:
+        session = await deps.storage.offline_sessions.get(
+            offline_session_key(token.claims.user_id, token.connector_id)
+        )
+    except NotFound:
+        return None
+    return session.connector_data
+
+
+async def revoke_refresh_token(deps: Deps, token: RefreshToken) -> None:
+    """Delete a token and its offline-session reference (a replayed token, a vanished user)."""
+
+    def unlink(old: OfflineSession) -> OfflineSession:
+        refresh = {cid: ref for cid, ref in old.refresh.items() if ref.id != token.id}
+        return replace(old, refresh=refresh)
+
+    try:
+        await deps.storage.offline_sessions.update(
+            offline_session_key(token.claims.user_id, token.connector_id), unlink
+        )
+    except NotFound:
+        pass
+    try:
+        await deps.storage.refresh_tokens.delete(token.id)
+    except NotFound:
+        pass
