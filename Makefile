@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-RP := tests/e2e/rp
+NODE_PROJECTS = $(dir $(wildcard tests/*/package-lock.json tests/*/*/package-lock.json))
 JOBS ?= 2
 
 .DEFAULT_GOAL := help
@@ -25,8 +25,13 @@ run: $(STAMP) ## set up and start the IdP with the development default (http://1
 sysdeps: ## install the Debian packages the tests need (chromium, slapd, xmlsec1), when missing
 	bash scripts/system-deps.sh
 
-node: ## install the Node relying party used by the end-to-end tests
-	@if [ -f $(RP)/package-lock.json ]; then cd $(RP) && npm ci --no-audit --no-fund --loglevel=error; fi
+node: ## install the Node programs the tests drive (relying party, SAML IdP, upstream OP)
+	@for d in $(NODE_PROJECTS); do \
+	  if [ ! -d $$d/node_modules ] || [ $$d/package-lock.json -nt $$d/node_modules ]; then \
+	    echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	    touch $$d/node_modules; \
+	  fi; \
+	done
 
 setup: $(STAMP) sysdeps node ## everything the tests need
 
@@ -42,4 +47,4 @@ types: $(STAMP) ## mypy --strict
 check: lint types test ## lint + types + tests (what CI runs)
 
 clean: ## remove the virtualenv, caches and build output
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache $(RP)/node_modules
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache $(addsuffix node_modules,$(NODE_PROJECTS))

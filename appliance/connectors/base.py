@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from appliance.errors import ConnectorError
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -50,6 +52,30 @@ class CallbackConnector(Protocol):
     async def handle_callback(self, scopes: Scopes, params: Mapping[str, str]) -> Identity:
         """The identity from the upstream's answer; raises ConnectorError when it is unusable."""
         ...
+
+
+@dataclass(frozen=True)
+class SAMLPost:
+    """What the auto-submitting form posts to the IdP (SAML HTTP-POST binding)."""
+
+    action: str  # the IdP's SSO URL: the form's action
+    saml_request: str  # the SAMLRequest field: base64 of the AuthnRequest XML
+    relay_state: str  # the RelayState field: Portico's auth request id, read back at /callback
+
+
+@runtime_checkable
+class SAMLConnector(Protocol):
+    """Posts an AuthnRequest to a SAML IdP and reads its signed answer posted to /callback."""
+
+    async def post_data(self, scopes: Scopes, request_id: str) -> SAMLPost: ...
+
+    async def handle_post(self, scopes: Scopes, saml_response: str, in_response_to: str) -> Identity:
+        """The identity from the IdP's SAMLResponse; raises ConnectorError (with the reason) when refused."""
+        ...
+
+
+class UserNotInRequiredGroupsError(ConnectorError):
+    """The upstream vouched for the user, but the user is in none of the connector's allowed groups (403)."""
 
 
 @runtime_checkable
