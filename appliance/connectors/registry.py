@@ -20,6 +20,9 @@ BUILTIN_TYPES: Mapping[str, str] = MappingProxyType({
     "mockPassword": "mock:open_mock_password",
     "ldap": "ldap:open_ldap",
     "saml": "saml:open_saml",
+    "oidc": "oidc:open_oidc",
+    "oauth": "oauth:open_oauth",
+    "authproxy": "authproxy:open_authproxy",
 })
 
 
