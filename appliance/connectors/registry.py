@@ -23,6 +23,16 @@ BUILTIN_TYPES: Mapping[str, str] = MappingProxyType({
     "oidc": "oidc:open_oidc",
     "oauth": "oauth:open_oauth",
     "authproxy": "authproxy:open_authproxy",
+    "github": "github:open_github",
+    "gitlab": "gitlab:open_gitlab",
+    "google": "google:open_google",
+    "microsoft": "microsoft:open_microsoft",
+    "linkedin": "linkedin:open_linkedin",
+    "bitbucket-cloud": "bitbucket:open_bitbucket",
+    "openshift": "openshift:open_openshift",
+    "gitea": "gitea:open_gitea",
+    "atlassian-crowd": "crowd:open_crowd",
+    "keystone": "keystone:open_keystone",
 })
 
 

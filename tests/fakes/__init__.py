@@ -1,0 +1,1 @@
+"""Local fake upstream APIs (GitHub, GitLab, Google, Microsoft Graph...) served over real loopback HTTP."""
