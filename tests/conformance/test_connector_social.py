@@ -15,11 +15,6 @@ import pytest
 from appliance.connectors.base import CallbackConnector, Identity, PasswordConnector, RefreshConnector, Scopes
 from appliance.connectors.registry import default_registry
 from appliance.connectors.social_config import filter_groups, read_config
-
-_SOCIAL_TYPES = ("github", "gitlab", "google", "microsoft", "linkedin", "bitbucket-cloud", "openshift",
-                 "gitea", "atlassian-crowd", "keystone")
-# Through the registry the server uses, so a type missing there fails here.
-SOCIAL_FACTORIES = {name: functools.partial(default_registry().open, name) for name in _SOCIAL_TYPES}
 from appliance.connectors.social_http import OAuth2App, Upstream, UpstreamDenied, _basic_escaped
 from appliance.connectors.social_token import (
     UpstreamToken,
@@ -30,6 +25,12 @@ from appliance.connectors.social_token import (
     token_from_response,
 )
 from appliance.errors import ConnectorError
+
+_SOCIAL_TYPES = ("github", "gitlab", "google", "microsoft", "linkedin", "bitbucket-cloud", "openshift",
+                 "gitea", "atlassian-crowd", "keystone")
+# Through the registry the server uses, so a type missing there fails here.
+SOCIAL_FACTORIES = {name: functools.partial(default_registry().open, name) for name in _SOCIAL_TYPES}
+
 
 REDIRECT = "https://portico.example/dex/callback"
 SECRET = "very-secret-value-42"
