@@ -21,6 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "config", nargs="?", help="config file (Dex format); without it, a development default is used"
     )
+    serve.add_argument("--admin-socket", default=None,
+                       help="admin API socket (default: $PORTICO_ADMIN_SOCKET, "
+                            "$RUNTIME_DIRECTORY/admin.sock, /run/portico/admin.sock as root, "
+                            "else $XDG_RUNTIME_DIR/portico/admin.sock)")
+    serve.add_argument("--no-watch", action="store_true",
+                       help="do not watch the config files (reload on SIGHUP or `portico reload` only)")
 
     config = sub.add_parser("config", help="work with configuration files")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
@@ -31,6 +37,21 @@ def _parser() -> argparse.ArgumentParser:
     hashp.add_argument("--cost", type=int, default=10, help="bcrypt cost, 10 to 16 (default 10)")
 
     sub.add_parser("version", help="print the version")
+
+    from appliance.cli.admin_cmds import add_admin_parsers
+
+    add_admin_parsers(sub)
+    tui = sub.add_parser("tui", help="the terminal console (talks to a running server)")
+    tui.add_argument("--socket", default=None, help="admin socket of the server")
+    init = sub.add_parser("init", help="write a first config.yaml with a wizard")
+    init.add_argument("--output", default="config.yaml", help="where to write it (default: config.yaml)")
+
+    from appliance.kubelogin.cli import add_arguments as add_kubelogin_arguments
+
+    kubelogin = sub.add_parser(
+        "kubectl-login", help="kubectl credential plugin: log in, print an ExecCredential"
+    )
+    add_kubelogin_arguments(kubelogin)
     return parser
 
 
@@ -40,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from appliance.cli.serve import run_serve
 
-        return run_serve(args.config)
+        return run_serve(args.config, admin_socket=args.admin_socket, watch=not args.no_watch)
     if args.command == "config":
         if args.config_command != "check":
             parser.parse_args(["config", "--help"])
@@ -54,6 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from appliance.cli.passwords import run_hash_password
 
         return run_hash_password(args.cost)
+    from appliance.cli.admin_cmds import COMMANDS, run_admin
+
+    if args.command in COMMANDS:
+        return run_admin(args)
+    if args.command in ("tui", "init"):
+        from appliance.cli.console import run_console
+
+        return run_console(args.command, getattr(args, "socket", None), getattr(args, "output", ""))
+    if args.command == "kubectl-login":
+        from appliance.kubelogin.cli import run as run_kubelogin
+
+        return run_kubelogin(args)
     if args.command == "version":
         from appliance.cli.version import version_text
 

@@ -9,8 +9,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from appliance.cli.sdnotify import Notifier, run_watchdog
@@ -19,6 +19,15 @@ from appliance.config.load import default_config_text, load_config, parse_config
 from appliance.config.schema import Config, Problem
 from appliance.errors import PorticoError
 from appliance.web.server import Listener
+
+if TYPE_CHECKING:
+    from appliance.admin.api import AdminServer
+    from appliance.admin.audit import AuditTrail
+    from appliance.admin.connectors import ConnectorService
+    from appliance.admin.metrics import Activity, Metrics
+    from appliance.admin.service import AdminService
+    from appliance.oidc.deps import Deps, Snapshot
+    from appliance.oidc.token import TokenEndpoint
 
 log = logging.getLogger("portico")
 
@@ -77,26 +86,78 @@ def _listeners(config: Config) -> list[Listener]:
     return listeners
 
 
-async def _run(config: Config, dev: bool, started: float) -> int:
+def _counting_token_endpoint(activity: Activity) -> TokenEndpoint:
+    from appliance.oidc.token import TokenEndpoint
+
+    class CountingTokenEndpoint(TokenEndpoint):
+        """Counts token responses for the console's overview (no event hook exists in oidc/ yet)."""
+
+        async def handle(self, deps: Deps, snap: Snapshot, form: Mapping[str, str],
+                         authorization: str = "") -> dict[str, object]:
+            body = await super().handle(deps, snap, form, authorization)
+            activity.record("token")
+            return body
+
+    return CountingTokenEndpoint()
+
+
+async def _check_frontend(config: Config) -> None:
+    """A reload with a broken frontend folder (a template that does not compile) is rejected."""
+    from appliance.oidc.urls import IssuerURL
+    from appliance.web.render import Renderer
+
+    await asyncio.to_thread(Renderer, config.frontend, IssuerURL.parse(config.issuer).path)
+
+
+async def _start_admin(service: AdminService, connectors: ConnectorService, audit: AuditTrail,
+                       metrics: Metrics, clock: SystemClock, path: str) -> AdminServer | None:
+    from appliance.admin.api import AdminServer, AdminSocketBusy
+
+    server = AdminServer(service, connectors, audit, metrics, clock, path,
+                         group=os.environ.get("PORTICO_ADMIN_GROUP", ""))
+    try:
+        await server.start()
+    except (AdminSocketBusy, OSError, KeyError) as exc:
+        # The identity provider keeps serving: the admin API is for operators, not for logins.
+        log.error("admin API disabled: %s", exc)
+        return None
+    return server
+
+
+async def _run(config: Config, path: str | None, started: float, admin_socket: str, watch: bool) -> int:
+    from appliance.admin.audit import AuditTrail
+    from appliance.admin.connectors import ConnectorService
+    from appliance.admin.metrics import LoginLogCounter, Metrics
+    from appliance.admin.reload import Reloader
+    from appliance.admin.service import AdminService
     from appliance.connectors.registry import default_registry
     from appliance.keys.manager import KeyManager
-    from appliance.oidc.deps import Deps, build_snapshot
+    from appliance.oidc.deps import Deps
     from appliance.store.open import open_storage, run_gc_forever
     from appliance.web.app import create_app
     from appliance.web.server import serve
 
+    dev = path is None
     clock = SystemClock()
     notifier = Notifier()
+    metrics = Metrics()
     storage = await open_storage(config.storage, base_dir=os.getcwd())
+    registry = default_registry()
+    reloader = Reloader(path=path, registry=registry, storage=storage, clock=clock, metrics=metrics,
+                        base_dir=os.getcwd(), validators=[_check_frontend], on_applied=_setup_logging)
     background: list[asyncio.Task[None]] = []
+    admin: AdminServer | None = None
+    login_counter = LoginLogCounter(metrics.activity)
     try:
         keys = KeyManager(storage, clock, algorithm=config.signer.algorithm,
                           rotation_period=config.signer.keys_rotation_period,
                           id_token_lifetime=config.expiry.id_tokens, log=logging.getLogger("portico.keys"))
         await keys.ensure_loaded()
-        snapshot = await build_snapshot(config, default_registry(), storage=storage)
+        snapshot = await reloader.start(config)
         deps = Deps(storage=storage, keys=keys, clock=clock, snapshot=snapshot)
-        app = create_app(deps)
+        reloader.attach(deps)
+        app = create_app(deps, token_endpoint=_counting_token_endpoint(metrics.activity))
+        logging.getLogger("portico.oidc.login").addFilter(login_counter)
 
         shutdown = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -105,24 +166,41 @@ async def _run(config: Config, dev: bool, started: float) -> int:
             notifier.stopping()
             shutdown.set()
 
-        def reload() -> None:
-            # systemctl reload = SIGHUP (ExecReload=). Without a handler SIGHUP would end the process,
-            # and systemd counts that as a clean exit, so Restart=on-failure would leave it down.
+        async def reload_now() -> None:
             notifier.reloading()
-            log.warning("SIGHUP: live configuration reload is not implemented yet; "
-                        "restart the service to apply a changed configuration")
+            try:
+                await reloader.reload("sighup")
+            except Exception:
+                log.exception("configuration reload failed unexpectedly; the running one keeps serving")
             notifier.ready(f"serving {config.issuer}")
+
+        def on_sighup() -> None:
+            # systemctl reload = SIGHUP (ExecReload=). Without a handler SIGHUP would end the process.
+            task = asyncio.create_task(reload_now(), name="sighup-reload")
+            background.append(task)
+            task.add_done_callback(lambda t: background.remove(t) if t in background else None)
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
-        loop.add_signal_handler(signal.SIGHUP, reload)
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
         background.append(asyncio.create_task(keys.run_forever(30.0), name="key-rotation"))
         background.append(asyncio.create_task(
             run_gc_forever(storage, clock, 300.0, logging.getLogger("portico.gc")), name="gc"))
+        if path is not None and watch:
+            try:
+                from appliance.admin.watch import watch_config
+            except ImportError as exc:  # watchfiles missing: SIGHUP and `portico reload` still work
+                log.warning("config file watching is off (%s); reload with SIGHUP or `portico reload`", exc)
+            else:
+                background.append(asyncio.create_task(watch_config(reloader), name="config-watch"))
         watchdog_interval = notifier.watchdog_interval()
         if watchdog_interval is not None:
             background.append(asyncio.create_task(run_watchdog(notifier, watchdog_interval), name="watchdog"))
+        service = AdminService(deps, reloader, metrics, admin_socket)
+        connectors = ConnectorService(deps, reloader, registry, registry.types)
+        admin = await _start_admin(service, connectors, AuditTrail(storage.audit), metrics, clock,
+                                   admin_socket)
 
         def ready() -> None:
             log.info("ready in %.0f ms (issuer %s)", (time.monotonic() - started) * 1000, config.issuer)
@@ -138,16 +216,20 @@ async def _run(config: Config, dev: bool, started: float) -> int:
         log.info("stopped")
         return 0
     finally:
-        for task in background:
+        logging.getLogger("portico.oidc.login").removeFilter(login_counter)
+        if admin is not None:
+            await admin.close()
+        for task in list(background):
             task.cancel()
-        for task in background:
+        for task in list(background):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await reloader.aclose()
         await storage.close()
         notifier.close()
 
 
-def run_serve(path: str | None) -> int:
+def run_serve(path: str | None, admin_socket: str | None = None, watch: bool = True) -> int:
     started = time.monotonic()
     config = _load(path)
     if config is None:
@@ -159,14 +241,16 @@ def run_serve(path: str | None) -> int:
     try:
         import uvloop
     except ImportError:  # not on every platform; the standard loop works, only slower
-        return _run_with(asyncio.run, config, path is None, started)
-    return _run_with(uvloop.run, config, path is None, started)
+        return _run_with(asyncio.run, config, path, started, admin_socket, watch)
+    return _run_with(uvloop.run, config, path, started, admin_socket, watch)
 
 
-def _run_with(runner: Callable[[Coroutine[Any, Any, int]], int], config: Config, dev: bool,
-              started: float) -> int:
+def _run_with(runner: Callable[[Coroutine[Any, Any, int]], int], config: Config, path: str | None,
+              started: float, admin_socket: str | None, watch: bool) -> int:
+    from appliance.admin.client import server_socket_path
+
     try:
-        return runner(_run(config, dev, started))
+        return runner(_run(config, path, started, admin_socket or server_socket_path(), watch))
     except PorticoError as exc:
         log.error("%s", exc)
         return 1

@@ -9,19 +9,23 @@ from typing import Protocol, TypeVar
 
 from appliance.errors import AlreadyExists, ConflictError, NotFound
 from appliance.store.models import (
+    AuditEvent,
     AuthCode,
     AuthRequest,
+    BrowserSession,
     Client,
     Connector,
+    Consent,
     DeviceRequest,
     DeviceToken,
     Keys,
     OfflineSession,
     Password,
     RefreshToken,
+    RevokedToken,
 )
 
-__all__ = ["AlreadyExists", "Collection", "ConflictError", "GCResult", "NotFound", "Storage"]
+__all__ = ["AlreadyExists", "AuditLog", "Collection", "ConflictError", "GCResult", "NotFound", "Storage"]
 
 T = TypeVar("T")
 
@@ -54,12 +58,25 @@ class Collection(Protocol[T]):
         ...
 
 
+class AuditLog(Protocol):
+    """The admin audit log: append-only, read in id (= time) order."""
+
+    async def append(self, event: AuditEvent) -> None: ...
+
+    async def tail(self, after: str = "", limit: int = 200) -> list[AuditEvent]:
+        """Events with an id greater than `after` (all when ""), oldest first, at most the newest `limit`."""
+        ...
+
+
 @dataclass(frozen=True)
 class GCResult:
     auth_requests: int = 0
     auth_codes: int = 0
     device_requests: int = 0
     device_tokens: int = 0
+    refresh_tokens: int = 0
+    browser_sessions: int = 0
+    revoked_tokens: int = 0
 
 
 class Storage(Protocol):
@@ -72,6 +89,10 @@ class Storage(Protocol):
     offline_sessions: Collection[OfflineSession]  # key: offline_session_key(user_id, conn_id)
     device_requests: Collection[DeviceRequest]  # key: user_code
     device_tokens: Collection[DeviceToken]  # key: device_code
+    browser_sessions: Collection[BrowserSession]
+    consents: Collection[Consent]  # key: consent_key(user_id, connector_id, client_id)
+    revoked_tokens: Collection[RevokedToken]  # key: an access token's jti or a grant id
+    audit: AuditLog
 
     async def get_keys(self) -> Keys:
         """The key set; an empty Keys() when none was ever stored."""
@@ -84,7 +105,8 @@ class Storage(Protocol):
         ...
 
     async def garbage_collect(self, now: datetime) -> GCResult:
-        """Delete auth requests, auth codes, device requests and device tokens expired before `now`."""
+        """Delete auth requests, auth codes, device requests and tokens, refresh tokens, browser sessions
+        and revocation records expired before `now`."""
         ...
 
     async def ping(self) -> None:

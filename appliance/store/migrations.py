@@ -28,8 +28,20 @@ KIND_TABLES = (
     "device_requests",
     "device_tokens",
     "signing_keys",
+    "browser_sessions",
+    "consents",
+    "revoked_tokens",
+    "audit_events",
 )
-EXPIRING_TABLES = ("auth_requests", "auth_codes", "device_requests", "device_tokens")
+EXPIRING_TABLES = (
+    "auth_requests",
+    "auth_codes",
+    "device_requests",
+    "device_tokens",
+    "refresh_tokens",
+    "browser_sessions",
+    "revoked_tokens",
+)
 
 
 @dataclass(frozen=True)
@@ -58,9 +70,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         version=1,
         name="one table per kind",
         common=(
-            *(_kind_table(t) for t in KIND_TABLES),
-            *(f"CREATE INDEX {t}_expiry ON {t} (expiry)" for t in EXPIRING_TABLES),
+            # Version 1's tables as they were: later kinds come with their own migration.
+            *(_kind_table(t) for t in KIND_TABLES[:10]),
+            *(f"CREATE INDEX {t}_expiry ON {t} (expiry)" for t in EXPIRING_TABLES[:4]),
         ),
+    ),
+    Migration(
+        version=2,
+        name="browser sessions, consents, revocations; refresh token expiry",
+        common=(
+            *(_kind_table(t) for t in ("browser_sessions", "consents", "revoked_tokens")),
+            *(f"CREATE INDEX {t}_expiry ON {t} (expiry)"
+              for t in ("refresh_tokens", "browser_sessions", "revoked_tokens")),
+        ),
+    ),
+    Migration(
+        version=3,
+        name="admin audit log",
+        # id sorts by time (see appliance.admin.audit), so the primary key serves the tail query.
+        common=(_kind_table("audit_events"),),
     ),
 )
 

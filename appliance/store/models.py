@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+# The expiry of what never expires on its own (a refresh token without lifetime limits).
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ class AuthRequest:
     connector_data: bytes | None = None
     pkce: PKCE = PKCE()
     hmac_key: bytes = b""
+    # Browser sessions (SSO): when the user authenticated and the session it belongs to.
+    auth_time: datetime | None = None
+    session_id: str = ""
+    prompt: str = ""  # the prompt parameter as sent ("none", "login consent", ...)
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,11 @@ class AuthCode:
     nonce: str = ""
     connector_data: bytes | None = None
     pkce: PKCE = PKCE()
+    auth_time: datetime | None = None
+    session_id: str = ""
+    # A redeemed code is kept (until it expires) so that a replay can revoke what it issued.
+    redeemed: bool = False
+    refresh_token_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,11 @@ class RefreshToken:
     obsolete_token: str = ""
     nonce: str = ""
     connector_data: bytes | None = None
+    # When the token stops being usable (lifetime limits at its last write); garbage-collected then.
+    expiry: datetime = NEVER
+    grant_id: str = ""  # the authorization it descends from; revoking it revokes its access tokens
+    auth_time: datetime | None = None
+    session_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,7 +152,9 @@ class OfflineSession:
 
     user_id: str
     conn_id: str
-    refresh: dict[str, RefreshTokenRef] = field(default_factory=dict)  # by client id
+    # By client id as Dex writes it; Portico keeps one token per device, so new entries are keyed by
+    # refresh token id (a RefreshTokenRef names its client either way).
+    refresh: dict[str, RefreshTokenRef] = field(default_factory=dict)
     connector_data: bytes | None = None
 
 
@@ -182,3 +201,60 @@ class DeviceToken:
     poll_interval: int
     token: str = ""  # the JSON token response once complete
     pkce: PKCE = PKCE()
+    client_id: str = ""
+
+
+@dataclass(frozen=True)
+class BrowserSession:
+    """A browser's single sign-on session (key: id). The cookie holds the id and a secret of which only
+    a digest is stored."""
+
+    id: str
+    secret_hash: str
+    connector_id: str
+    claims: Claims
+    auth_time: datetime
+    expiry: datetime
+    last_active: datetime
+    clients: tuple[str, ...] = ()  # clients that got tokens in this session (notified on logout)
+    connector_data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Consent:
+    """The scopes a user granted a client (key: consent_key(user_id, connector_id, client_id))."""
+
+    user_id: str
+    connector_id: str
+    client_id: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+
+
+def consent_key(user_id: str, connector_id: str, client_id: str) -> str:
+    return f"{user_id}\x1f{connector_id}\x1f{client_id}"
+
+
+@dataclass(frozen=True)
+class RevokedToken:
+    """A revoked access token (key: its jti) or grant (key: the grant id), kept until what it covers
+    has expired."""
+
+    id: str
+    expiry: datetime
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One admin API call (key: id, which sorts by time): who called, what changed, how it ended.
+    Never holds a secret (client secrets and passwords are written as "set")."""
+
+    id: str
+    time: datetime
+    uid: int
+    pid: int
+    gid: int = -1
+    action: str = ""  # "clients.create", "keys.rotate", ...
+    target: str = ""  # the object's id
+    details: dict[str, Any] = field(default_factory=dict)
+    result: str = ""  # "ok" | "denied" | "error: <message>"

@@ -13,23 +13,28 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from appliance.errors import AlreadyExists, ConflictError, NotFound
 from appliance.store import codec
-from appliance.store.base import Collection, GCResult
+from appliance.store.base import AuditLog, Collection, GCResult
 from appliance.store.migrations import EXPIRING_TABLES
 from appliance.store.models import (
+    AuditEvent,
     AuthCode,
     AuthRequest,
+    BrowserSession,
     Client,
     Connector,
+    Consent,
     DeviceRequest,
     DeviceToken,
     Keys,
     OfflineSession,
     Password,
     RefreshToken,
+    RevokedToken,
+    consent_key,
     offline_session_key,
 )
 
-__all__ = ["MAX_ATTEMPTS", "Database", "SQLCollection", "SQLStorage", "epoch_micros"]
+__all__ = ["MAX_ATTEMPTS", "Database", "SQLAuditLog", "SQLCollection", "SQLStorage", "epoch_micros"]
 
 T = TypeVar("T")
 
@@ -172,6 +177,23 @@ class SQLCollection(Generic[T]):
             raise NotFound(f"{self._name(key)} does not exist")
 
 
+class SQLAuditLog:
+    """The audit log in its own table; the tail is one range scan on the primary key."""
+
+    def __init__(self, db: Database) -> None:
+        self._events = SQLCollection(db, "audit_events", AuditEvent, _id, show_keys=True)
+        self._db = db
+
+    async def append(self, event: AuditEvent) -> None:
+        await self._events.create(event)
+
+    async def tail(self, after: str = "", limit: int = 200) -> builtins.list[AuditEvent]:
+        rows = await self._db.fetch(
+            "SELECT data FROM audit_events WHERE id > ? ORDER BY id DESC LIMIT ?", after, max(1, limit)
+        )
+        return [codec.from_dict(AuditEvent, json.loads(row[0])) for row in reversed(rows)]
+
+
 class SQLStorage:
     """The Storage protocol over one Database; every backend is this class plus a driver."""
 
@@ -196,6 +218,12 @@ class SQLStorage:
         self.device_tokens: Collection[DeviceToken] = SQLCollection(
             db, "device_tokens", DeviceToken, _device_code
         )
+        self.browser_sessions: Collection[BrowserSession] = SQLCollection(
+            db, "browser_sessions", BrowserSession, _id
+        )
+        self.consents: Collection[Consent] = SQLCollection(db, "consents", Consent, _consent_key)
+        self.revoked_tokens: Collection[RevokedToken] = SQLCollection(db, "revoked_tokens", RevokedToken, _id)
+        self.audit: AuditLog = SQLAuditLog(db)
         self._keys = SQLCollection(db, "signing_keys", Keys, _keys_id, show_keys=True)
         self._gc_sql = tuple(
             f"DELETE FROM {t} WHERE expiry < ? RETURNING id"  # noqa: S608
@@ -224,8 +252,15 @@ class SQLStorage:
         await self.db.close()
 
 
-def _id(obj: Client | Connector | AuthRequest | AuthCode | RefreshToken) -> str:
+def _id(
+    obj: Client | Connector | AuthRequest | AuthCode | RefreshToken | BrowserSession | RevokedToken
+    | AuditEvent,
+) -> str:
     return obj.id
+
+
+def _consent_key(obj: Consent) -> str:
+    return consent_key(obj.user_id, obj.connector_id, obj.client_id)
 
 
 def _email(obj: Password) -> str:
