@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -104,6 +105,11 @@ class ServerLauncher:
         issuer = str(config["issuer"]).rstrip("/")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
         env["PYTHONUNBUFFERED"] = "1"
+        # Each test server gets its own admin socket, unless the test chose one: servers running side by
+        # side must not fight over the default path.
+        # (a short folder of its own: a Unix socket path is limited to 107 bytes)
+        socket_dir = tempfile.mkdtemp(prefix="portico-")
+        env.setdefault("PORTICO_ADMIN_SOCKET", os.path.join(socket_dir, "admin.sock"))
         # The checkout itself, first: the server under test is this tree even without `pip install -e`.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         with stderr_path.open("wb") as err, (self.workdir / f"{tag}.stdout.log").open("wb") as out:

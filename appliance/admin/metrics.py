@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["Activity", "LoginLogCounter", "Metrics"]
@@ -48,7 +49,8 @@ class Activity:
 @dataclass
 class Metrics:
     """Counters of this process. Exported through the admin API (`GET /v1/metrics`), in Prometheus
-    text format too, until a telemetry listener serves /metrics."""
+    text format too; `portico serve` also serves them on the telemetry listener's /metrics, and sets
+    `exposition` so that the admin API's text carries the rest of that registry (HTTP, logins, ...)."""
 
     started: float = field(default_factory=time.time)
     reloads_applied: int = 0
@@ -60,6 +62,8 @@ class Metrics:
     admin_calls: int = 0
     admin_denied: int = 0
     activity: Activity = field(default_factory=Activity)
+    # More Prometheus text appended to `prometheus()` (the telemetry registry less these counters).
+    exposition: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float | int | bool]:
         return {
@@ -94,7 +98,10 @@ class Metrics:
             "# TYPE portico_admin_requests_denied_total counter",
             f"portico_admin_requests_denied_total {self.admin_denied}",
         ]
-        return "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        if self.exposition is not None:
+            text += self.exposition()
+        return text
 
 
 class LoginLogCounter(logging.Filter):

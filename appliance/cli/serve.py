@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -24,10 +24,9 @@ if TYPE_CHECKING:
     from appliance.admin.api import AdminServer
     from appliance.admin.audit import AuditTrail
     from appliance.admin.connectors import ConnectorService
-    from appliance.admin.metrics import Activity, Metrics
+    from appliance.admin.metrics import Metrics
     from appliance.admin.service import AdminService
-    from appliance.oidc.deps import Deps, Snapshot
-    from appliance.oidc.token import TokenEndpoint
+    from appliance.telemetry.middleware import ASGIApp
 
 log = logging.getLogger("portico")
 
@@ -50,17 +49,39 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING
            "warning": logging.WARNING, "error": logging.ERROR}
 
 
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+# The loggers whose records feed metrics: they must see INFO records whatever level the handler prints.
+_EVENT_LOGGERS = ("portico.oidc.login",)
+# Libraries whose DEBUG records carry stored rows or wire data (aiosqlite logs every result set, codes
+# and tokens included), or only noise (watchfiles logs each filtered event, which a log file next to
+# the config turns into a loop): never below INFO, even at logger.level debug.
+_QUIET_LOGGERS = ("aiosqlite", "asyncpg", "httpcore", "hpack", "multipart", "watchfiles")
+
+
 def _setup_logging(config: Config) -> None:
+    """One stderr handler (text or JSON) that adds the request id to every record and redacts secrets.
+    Run again after each applied reload, so logger.level and logger.format apply live."""
+    from appliance.telemetry.context import RequestIdFilter
+    from appliance.telemetry.redact import RedactingFilter
+
     level = _LEVELS.get(config.logger.level.lower(), logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
     if config.logger.format == "json":
         from appliance.cli.logjson import JSONFormatter
 
-        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JSONFormatter())
-        logging.basicConfig(level=level, handlers=[handler], force=True)
     else:
-        logging.basicConfig(level=level, stream=sys.stderr, force=True,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+    handler.addFilter(RequestIdFilter())
+    handler.addFilter(RedactingFilter())
+    # The level is the handler's as well as the root's: event loggers run at INFO (below) and their
+    # records must still stop here when the configured level is higher.
+    handler.setLevel(level)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for name in _EVENT_LOGGERS:
+        logging.getLogger(name).setLevel(min(level, logging.INFO))
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
 
 
 def _report(problems: list[Problem]) -> None:
@@ -86,19 +107,44 @@ def _listeners(config: Config) -> list[Listener]:
     return listeners
 
 
-def _counting_token_endpoint(activity: Activity) -> TokenEndpoint:
-    from appliance.oidc.token import TokenEndpoint
+def _telemetry_listeners(config: Config) -> list[Listener]:
+    return [Listener(config.telemetry.http)] if config.telemetry.http else []
 
-    class CountingTokenEndpoint(TokenEndpoint):
-        """Counts token responses for the console's overview (no event hook exists in oidc/ yet)."""
 
-        async def handle(self, deps: Deps, snap: Snapshot, form: Mapping[str, str],
-                         authorization: str = "") -> dict[str, object]:
-            body = await super().handle(deps, snap, form, authorization)
-            activity.record("token")
-            return body
+async def _serve_all(apps: list[tuple[ASGIApp, list[Listener]]], shutdown: asyncio.Event,
+                     on_ready: Callable[[], None]) -> None:
+    """Serve each app on its listeners in this loop; `on_ready` once all are bound. If one cannot
+    start (or fails), the others are stopped too and the error propagates."""
+    from appliance.web.server import serve
 
-    return CountingTokenEndpoint()
+    waiting = len(apps)
+
+    def one_ready() -> None:
+        nonlocal waiting
+        waiting -= 1
+        if waiting == 0:
+            on_ready()
+
+    tasks = [asyncio.create_task(serve(app, listeners, shutdown, on_ready=one_ready), name=f"serve-{i}")
+             for i, (app, listeners) in enumerate(apps)]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        if any(not task.cancelled() and task.exception() is not None for task in done):
+            shutdown.set()
+    finally:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _build_info() -> dict[str, str]:
+    from appliance import __version__
+    from appliance.cli.version import _commit
+    from appliance.telemetry.metrics import build_labels
+
+    commit = _commit()
+    return build_labels(__version__, "" if commit == "unknown" else commit)
 
 
 async def _check_frontend(config: Config) -> None:
@@ -125,44 +171,90 @@ async def _start_admin(service: AdminService, connectors: ConnectorService, audi
 
 
 async def _run(config: Config, path: str | None, started: float, admin_socket: str, watch: bool) -> int:
+    from quart import g
+
     from appliance.admin.audit import AuditTrail
     from appliance.admin.connectors import ConnectorService
-    from appliance.admin.metrics import LoginLogCounter, Metrics
+    from appliance.admin.metrics import Metrics
     from appliance.admin.reload import Reloader
     from appliance.admin.service import AdminService
     from appliance.connectors.registry import default_registry
-    from appliance.keys.manager import KeyManager
     from appliance.oidc.deps import Deps
     from appliance.store.open import open_storage, run_gc_forever
+    from appliance.telemetry.context import current_request_id
+    from appliance.telemetry.health import Readiness, StorageProbe
+    from appliance.telemetry.instrument import (
+        CountingTokenEndpoint,
+        InstrumentedKeyManager,
+        LoginLogObserver,
+        watch_storage,
+    )
+    from appliance.telemetry.listener import TelemetryApp
+    from appliance.telemetry.metrics import AdminCollector, Telemetry
+    from appliance.telemetry.middleware import TelemetryMiddleware, TrustedProxies, route_resolver
     from appliance.web.app import create_app
-    from appliance.web.server import serve
 
     dev = path is None
     clock = SystemClock()
     notifier = Notifier()
     metrics = Metrics()
-    storage = await open_storage(config.storage, base_dir=os.getcwd())
+    telemetry = Telemetry(_build_info())
+    admin_counters = AdminCollector(metrics)
+    telemetry.register(admin_counters)
+    metrics.exposition = lambda: telemetry.render_without(admin_counters)
+    database = await open_storage(config.storage, base_dir=os.getcwd())
+    storage = watch_storage(database, telemetry.storage_error)
+    probe = StorageProbe(database.ping, on_failure=lambda: telemetry.storage_error("ping"))
+    readiness = Readiness(probe)
     registry = default_registry()
     reloader = Reloader(path=path, registry=registry, storage=storage, clock=clock, metrics=metrics,
                         base_dir=os.getcwd(), validators=[_check_frontend], on_applied=_setup_logging)
     background: list[asyncio.Task[None]] = []
     admin: AdminServer | None = None
-    login_counter = LoginLogCounter(metrics.activity)
+
+    def on_login(connector: str, result: str) -> None:
+        telemetry.login(connector, result)
+        if result == "success":
+            metrics.activity.record("login")
+
+    def on_token(grant: str) -> None:
+        telemetry.token_issued(grant)
+        metrics.activity.record("token")
+
+    login_observer = LoginLogObserver(on_login)
     try:
-        keys = KeyManager(storage, clock, algorithm=config.signer.algorithm,
-                          rotation_period=config.signer.keys_rotation_period,
-                          id_token_lifetime=config.expiry.id_tokens, log=logging.getLogger("portico.keys"))
+        keys = InstrumentedKeyManager(storage, clock, algorithm=config.signer.algorithm,
+                                      rotation_period=config.signer.keys_rotation_period,
+                                      id_token_lifetime=config.expiry.id_tokens,
+                                      log=logging.getLogger("portico.keys"),
+                                      on_rotation=telemetry.key_rotation)
         await keys.ensure_loaded()
+        telemetry.gauge("portico_signing_key_next_rotation_timestamp_seconds",
+                        "When the signing key is due to rotate.",
+                        lambda: keys.next_rotation.timestamp() if keys.next_rotation else None)
         snapshot = await reloader.start(config)
+        readiness.config_loaded()
         deps = Deps(storage=storage, keys=keys, clock=clock, snapshot=snapshot)
         reloader.attach(deps)
-        app = create_app(deps, token_endpoint=_counting_token_endpoint(metrics.activity))
-        logging.getLogger("portico.oidc.login").addFilter(login_counter)
+        app = create_app(deps, token_endpoint=CountingTokenEndpoint(on_token))
+
+        @app.before_request
+        async def adopt_request_id() -> None:
+            # Runs after the app's own tagging: its "[id]" log prefixes and header use the middleware's id.
+            g.request_id = current_request_id()
+
+        public = TelemetryMiddleware(
+            app, telemetry.http, route_resolver(app.url_map, deps.snapshot.issuer.path),
+            trusted=TrustedProxies(lambda: deps.snapshot.config.web.client_remote_ip.trusted_proxies))
+        logging.getLogger("portico.oidc.login").addFilter(login_observer)
 
         shutdown = asyncio.Event()
         loop = asyncio.get_running_loop()
 
         def stop() -> None:
+            if not shutdown.is_set():
+                log.info("stopping: finishing the requests in flight, then closing the database")
+            readiness.stopping()
             notifier.stopping()
             shutdown.set()
 
@@ -212,11 +304,16 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
                                          state=os.path.abspath(str(config.storage.config.get("file", "")))),
                       file=sys.stderr, flush=True)
 
-        await serve(app, _listeners(config), shutdown, on_ready=ready)
+        apps: list[tuple[ASGIApp, list[Listener]]] = [(public, _listeners(config))]
+        telemetry_listeners = _telemetry_listeners(config)
+        if telemetry_listeners:
+            apps.append((TelemetryApp(telemetry.render, readiness), telemetry_listeners))
+        await _serve_all(apps, shutdown, ready)
         log.info("stopped")
         return 0
     finally:
-        logging.getLogger("portico.oidc.login").removeFilter(login_counter)
+        logging.getLogger("portico.oidc.login").removeFilter(login_observer)
+        await probe.aclose()
         if admin is not None:
             await admin.close()
         for task in list(background):
@@ -226,6 +323,7 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
                 await task
         await reloader.aclose()
         await storage.close()
+        log.info("storage closed")
         notifier.close()
 
 
