@@ -4,11 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-NODE_PROJECTS = $(dir $(wildcard tests/*/package-lock.json tests/*/*/package-lock.json))
+NODE_PROJECTS = $(dir $(wildcard tests/*/package-lock.json tests/*/*/package-lock.json bench/peer/package-lock.json))
 JOBS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test check lint types setup sysdeps node clean
+.PHONY: help run test check lint types setup sysdeps node clean bench bench-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -38,8 +38,14 @@ setup: $(STAMP) sysdeps node ## everything the tests need
 test: setup ## set up everything and run every test (in parallel)
 	$(PY) -m pytest -n $(JOBS) -p no:cacheprovider --durations=15 -q
 
+bench: $(STAMP) sysdeps node ## full benchmark against node-oidc-provider, ~8 min (bench/README.md)
+	$(PY) -m bench
+
+bench-quick: $(STAMP) sysdeps node ## the benchmark with ~2 s per workload (checks the harness, not speeds)
+	$(PY) -m bench --quick
+
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check appliance tests
+	$(VENV)/bin/ruff check appliance tests bench packaging
 
 types: $(STAMP) ## mypy --strict
 	$(VENV)/bin/mypy

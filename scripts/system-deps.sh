@@ -6,6 +6,7 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v slapd >/dev/null || [ -x /usr/sbin/slapd ] || need+=(slapd)
 command -v ldapadd >/dev/null || need+=(ldap-utils)
 command -v xmlsec1 >/dev/null || need+=(xmlsec1)
+command -v wrk >/dev/null || need+=(wrk)
 command -v node >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -1,0 +1,1 @@
+"""Portico's benchmark harness against node-oidc-provider (bench/README.md): `python -m bench`."""

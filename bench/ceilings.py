@@ -1,0 +1,111 @@
+"""The physical limits beside the workloads, each on one pinned core: JWT signatures per second
+(joserfc for Portico, node:crypto for the peer), bcrypt cost-10 checks per second, and a do-nothing
+route on each side's HTTP stack (Quart on Hypercorn through Portico's own adapter; node:http).
+
+`python -m bench.ceilings sign|bcrypt|hello …` runs one measurement in this process (the harness
+starts it under `taskset`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A typical Portico ID token's claims (the size matters a little: it is hashed before signing).
+CLAIMS: dict[str, Any] = {
+    "iss": "http://127.0.0.1:5556/dex",
+    "sub": "CgZ1c2VyLTASBWxvY2Fs",
+    "aud": "bench",
+    "exp": 1795995779,
+    "iat": 1795909379,
+    "jti": "f4vez4mvgayp3jumjuujhpbkee.pmj2ghyfh2ouekywjt7m3apfim",
+    "at_hash": "x" * 22,
+    "auth_time": 1795909379,
+    "sid": "o6xfqc64vkrd6nlw3pbqpu6yoe",
+    "email": "bench0@example.com",
+    "email_verified": True,
+    "name": "bench0",
+    "preferred_username": "bench0",
+    "groups": ["bench"],
+}
+# What the do-nothing routes answer: about the size of a discovery document.
+HELLO_BODY = json.dumps({"issuer": "http://127.0.0.1:5556/dex", "padding": "x" * 1400}).encode()
+
+
+def _rate(step: Any, seconds: float) -> float:
+    step()  # warm up (key loading, first-call caches)
+    count, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        step()
+        count += 1
+    return count / elapsed
+
+
+def sign_rate(alg: str, seconds: float) -> float:
+    from joserfc import jwt
+    from joserfc.jwk import ECKey, RSAKey
+
+    key = (
+        ECKey.generate_key("P-256", private=True)
+        if alg == "ES256"
+        else RSAKey.generate_key(2048, private=True)
+    )
+    header = {"alg": alg, "kid": "bench"}
+    return _rate(lambda: jwt.encode(header, CLAIMS, key, algorithms=[alg]), seconds)
+
+
+def bcrypt_rate(cost: int, seconds: float) -> float:
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"bench-password", bcrypt.gensalt(cost))
+    return _rate(lambda: bcrypt.checkpw(b"bench-password", hashed), seconds)
+
+
+def serve_hello(port: int) -> None:
+    """A Quart app with one route answering fixed bytes, served by Portico's Hypercorn adapter."""
+    from quart import Quart, Response
+
+    from appliance.web.server import Listener, serve
+
+    app = Quart("hello")
+
+    @app.route("/hello")
+    async def hello() -> Response:
+        return Response(HELLO_BODY, content_type="application/json")
+
+    async def main() -> None:
+        shutdown = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, shutdown.set)
+        await serve(app, [Listener(f"127.0.0.1:{port}")], shutdown)
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+
+
+def main(argv: list[str]) -> int:
+    what = argv[0]
+    if what == "sign":
+        print(json.dumps({"rate": sign_rate(argv[1], float(argv[2]))}))
+    elif what == "bcrypt":
+        print(json.dumps({"rate": bcrypt_rate(int(argv[1]), float(argv[2]))}))
+    elif what == "hello":
+        serve_hello(int(argv[1]))
+    else:
+        print(f"unknown measurement {what!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,149 @@
+"""The results: ratios Portico / peer, ceilings beside each workload, latest.json and the Markdown table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# The figures compared for each workload; for all of them but rps, lower is better.
+FIGURES = ("rps", "p50_ms", "p99_ms", "cpu_s_per_1k", "peak_rss_mb")
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return round(a / b, 3)
+
+
+def ratios(portico: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None] | None:
+    if not (portico.get("supported") and peer.get("supported")) or "rps" not in portico or "rps" not in peer:
+        return None
+    return {name: ratio(portico.get(name), peer.get(name)) for name in FIGURES}
+
+
+def ceiling(bound: str, signatures: int, rates: dict[str, float | None]) -> float | None:
+    """Requests a second one core could serve if only the bounding cost were paid."""
+    if bound == "signing":
+        rate = rates.get("sign")
+        return rate / signatures if rate and signatures else None
+    if bound == "bcrypt":
+        return rates.get("bcrypt")
+    return rates.get("hello")
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _cell(record: dict[str, Any], name: str, digits: int = 0) -> str:
+    if not record.get("supported", False):
+        return "not supported"
+    if "failed" in record:
+        return "failed"
+    return _fmt(record.get(name), digits)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    m = result["machine"]
+    v = result["versions"]
+    c = result["ceilings"]
+    py, node = c["python"], c["node"]
+    lines = [
+        f"Run {result['started']} ({result['mode']}), {m['cpu']}, {m['cores']} cores, "
+        f"{m['memory_gb']} GB, kernel {m['kernel']}; load average at start "
+        f"{m['load_average_at_start']} (a shared machine).",
+        f"{v.get('portico', '')}, Python {v.get('python', '')}, {v.get('peer', '')} on Node "
+        f"{v.get('node', '')}, {v.get('wrk', '')}. {s['algorithm']}, bcrypt cost {s['bcrypt_cost']}, "
+        f"{s['connections']} connections, {s['wrk_threads']} wrk thread(s), {s['duration_s']} s per "
+        f"workload; servers pinned to core {s['server_cpus']}, wrk to core {s['wrk_cpus']}. Portico "
+        f"storage: {s['portico_storage']}; peer: in memory (bench/peer's Map adapter). Password logins "
+        f"use {s.get('login_connections', s['connections'])} connections.",
+        "",
+        f"Ceilings on one core: signing {s['algorithm']} Python/joserfc {_fmt(py.get('sign'))}/s, "
+        f"node {_fmt(node.get('sign'))}/s; bcrypt Python {_fmt(py.get('bcrypt'), 1)}/s, "
+        f"node {_fmt(node.get('bcrypt'), 1)}/s; do-nothing route Quart+Hypercorn "
+        f"{_fmt(py.get('hello'))}/s, node:http {_fmt(node.get('hello'))}/s.",
+        "",
+    ]
+    for variant in result["portico_variants"]:
+        lines += [
+            f"### {variant} / peer",
+            "",
+            "| workload | req/s | p50 ms | p99 ms | CPU s / 1k req | peak RSS MB | errors "
+            "| ceiling req/s | of ceiling |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, entry in result["workloads"].items():
+            p, q = entry.get(variant, {}), entry.get("peer", {})
+            r = entry.get("ratio", {}).get(variant) or {}
+
+            def both(
+                figure: str, digits: int, p: dict[str, Any] = p, q: dict[str, Any] = q, r: dict[str, Any] = r
+            ) -> str:
+                if (
+                    not p.get("supported", False)
+                    or not q.get("supported", False)
+                    or "failed" in p
+                    or "failed" in q
+                ):
+                    return f"{_cell(p, figure, digits)} / {_cell(q, figure, digits)}"
+                mine, theirs = _fmt(p.get(figure), digits), _fmt(q.get(figure), digits)
+                return f"{mine} / {theirs} (**{_fmt(r.get(figure), 2)}**)"
+
+            lines.append(
+                f"| {name} | {both('rps', 0)} | {both('p50_ms', 1)} | {both('p99_ms', 1)} | "
+                f"{both('cpu_s_per_1k', 3)} | {both('peak_rss_mb', 0)} | "
+                f"{_cell(p, 'errors')} / {_cell(q, 'errors')} | "
+                f"{_fmt(p.get('ceiling_rps'))} / {_fmt(q.get('ceiling_rps'))} | "
+                f"{_fmt(p.get('of_ceiling'), 2)} / {_fmt(q.get('of_ceiling'), 2)} |"
+            )
+        lines.append("")
+    lines += [
+        "| server | cold start ms (restart) | first start ms (new state) | idle RSS MB |",
+        "|---|---|---|---|",
+    ]
+    for name, server in result["servers"].items():
+        if "failed" in server:
+            lines.append(f"| {name} | did not start | - | - |")
+            continue
+        lines.append(
+            f"| {name} | {_fmt(server['cold_start_ms'])} | {_fmt(server['first_start_ms'])} | "
+            f"{_fmt(server['idle_rss_mb'], 1)} |"
+        )
+    multi = result.get("multi_worker")
+    if multi:
+        lines += [
+            "",
+            f"### Portico, {multi['workers']} workers (one per core, SO_REUSEPORT), wrk unpinned",
+            "",
+            "| workload | req/s | p50 ms | p99 ms | CPU s / 1k req | errors | vs one process | vs peer |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, record in multi["workloads"].items():
+            lines.append(
+                f"| {name} | {_cell(record, 'rps')} | {_cell(record, 'p50_ms', 1)} | "
+                f"{_cell(record, 'p99_ms', 1)} | "
+                f"{_cell(record, 'cpu_s_per_1k', 3)} | {_cell(record, 'errors')} | "
+                f"{_fmt(record.get('vs_single_rps'), 2)} | {_fmt(record.get('vs_peer_rps'), 2)} |"
+            )
+    lines += [
+        "",
+        "Cells are Portico / peer (**ratio Portico / peer**); for req/s higher is better, for the "
+        'others lower. "of ceiling" is req/s divided by the ceiling of what bounds the workload '
+        "(signatures per request, bcrypt, or the do-nothing route).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
+    json_path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    md_path.write_text(markdown(result))
+    return json_path, md_path
