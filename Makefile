@@ -8,7 +8,7 @@ NODE_PROJECTS = $(dir $(wildcard tests/*/package-lock.json tests/*/*/package-loc
 JOBS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test check lint types setup sysdeps node clean bench bench-quick
+.PHONY: help run test check lint types setup sysdeps node clean bench bench-quick dist
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ setup: $(STAMP) sysdeps node ## everything the tests need
 
 test: setup ## set up everything and run every test (in parallel)
 	$(PY) -m pytest -n $(JOBS) -p no:cacheprovider --durations=15 -q
+
+dist: $(STAMP) ## build dist/portico (one executable, Linux x86_64) and report its size and cold start
+	bash packaging/build.sh
 
 bench: $(STAMP) sysdeps node ## full benchmark against node-oidc-provider, ~8 min (bench/README.md)
 	$(PY) -m bench
