@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 NODE_PROJECTS = $(dir $(wildcard tests/*/package-lock.json tests/*/*/package-lock.json bench/peer/package-lock.json))
 JOBS ?= 2
 
@@ -19,7 +20,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP) ## set up and start the IdP with the development default (http://127.0.0.1:5556/dex)
+$(RUN_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP) ## set up and start the IdP with the development default (http://127.0.0.1:5556/dex)
 	$(VENV)/bin/portico serve
 
 sysdeps: ## install the Debian packages the tests need (chromium, slapd, xmlsec1), when missing
