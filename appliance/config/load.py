@@ -18,7 +18,15 @@ from appliance.config.identities import (
     read_static_clients,
     read_static_passwords,
 )
-from appliance.config.schema import Config, OAuth2Config, PKCEConfig, Problem, StaticClient, StorageConfig
+from appliance.config.schema import (
+    Config,
+    IntrospectionConfig,
+    OAuth2Config,
+    PKCEConfig,
+    Problem,
+    StaticClient,
+    StorageConfig,
+)
 from appliance.config.sections import (
     read_expiry,
     read_frontend,
@@ -227,6 +235,7 @@ def _read_oauth2(r: Reader, top: Fields, env: Mapping[str, str]) -> OAuth2Config
             "alwaysShowLoginScreen",
             "passwordConnector",
             "pkce",
+            "introspection",  # Portico's own
         ),
     )
     response_types: list[str] = []
@@ -276,6 +285,8 @@ def _read_oauth2(r: Reader, top: Fields, env: Mapping[str, str]) -> OAuth2Config
                 p.value("codeChallengeMethodsSupported"),
                 f'unsupported PKCE method "{method}"; one of S256, plain',
             )
+    intro = r.section(f, "introspection", ("allowUnauthenticated",))
+    introspection = IntrospectionConfig(allow_unauthenticated=bool(r.boolean(intro, "allowUnauthenticated")))
     return OAuth2Config(
         grant_types=tuple(sorted({g for g in configured if g in available})),
         response_types=tuple(response_types) or ("code",),
@@ -285,6 +296,7 @@ def _read_oauth2(r: Reader, top: Fields, env: Mapping[str, str]) -> OAuth2Config
         pkce=PKCEConfig(
             enforce=bool(r.boolean(p, "enforce")), code_challenge_methods_supported=tuple(methods)
         ),
+        introspection=introspection,
     )
 
 

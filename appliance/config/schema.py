@@ -32,6 +32,7 @@ class WebConfig:
     allowed_headers: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     client_remote_ip: ClientRemoteIP = ClientRemoteIP()
+    server: str = "granian"  # Portico's own: the ASGI server, "granian" or "hypercorn" (restart to change)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,14 @@ class PKCEConfig:
 
 
 @dataclass(frozen=True)
+class IntrospectionConfig:
+    """oauth2.introspection (Portico's own): who may call /token/introspect."""
+
+    # Dex answers anybody; Portico wants an authenticated confidential client unless this is set.
+    allow_unauthenticated: bool = False
+
+
+@dataclass(frozen=True)
 class OAuth2Config:
     grant_types: tuple[str, ...] = (
         "authorization_code",
@@ -98,6 +107,7 @@ class OAuth2Config:
     always_show_login_screen: bool = False
     password_connector: str = ""
     pkce: PKCEConfig = PKCEConfig()
+    introspection: IntrospectionConfig = IntrospectionConfig()
 
 
 @dataclass(frozen=True)

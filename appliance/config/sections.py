@@ -45,6 +45,7 @@ WEB_HEADERS = (
     "Strict-Transport-Security",
 )
 TLS_VERSIONS = ("1.2", "1.3")
+WEB_SERVERS = ("granian", "hypercorn")  # web.server (Portico's own): the ASGI server that runs the app
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("text", "json")
 THEMES = ("light", "dark")
@@ -158,9 +159,14 @@ def read_web(r: Reader, top: Fields) -> WebConfig:
             "allowedHeaders",
             "headers",
             "clientRemoteIP",
+            "server",  # Portico's own
         ),
     )
     http, https = check_address(r, f, "http"), check_address(r, f, "https")
+    server = r.string(f, "server") or "granian"
+    if server not in WEB_SERVERS:
+        r.error(f.child("server"), f.value("server"), f'must be one of {", ".join(WEB_SERVERS)}, '
+                f'got "{server}"')
     cert, key = r.string(f, "tlsCert") or "", r.string(f, "tlsKey") or ""
     if not http and not https and not (f.has("http") or f.has("https")):
         r.missing(
@@ -217,6 +223,7 @@ def read_web(r: Reader, top: Fields) -> WebConfig:
         allowed_headers=r.strings(f, "allowedHeaders") or (),
         headers=headers,
         client_remote_ip=ClientRemoteIP(header=header, trusted_proxies=proxies),
+        server=server if server in WEB_SERVERS else "granian",
     )
 
 

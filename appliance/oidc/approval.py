@@ -13,9 +13,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from appliance.errors import DisplayedError, NotFound, OAuthError, RedirectError
 from appliance.ids import new_id
 from appliance.oidc import scopes as sc
+from appliance.oidc.consent import consent_covers
 from appliance.oidc.deps import Deps, Snapshot
 from appliance.oidc.issue import mint
 from appliance.oidc.login import load_auth_request
+from appliance.oidc.sessions import add_client
 from appliance.oidc.urls import REDIRECT_URI_OOB
 from appliance.store.models import AuthCode, AuthRequest
 
@@ -56,9 +58,19 @@ def needs_approval(snap: Snapshot, auth_req: AuthRequest) -> bool:
     return auth_req.force_approval_prompt or not snap.config.oauth2.skip_approval_screen
 
 
+async def approval_needed(deps: Deps, snap: Snapshot, auth_req: AuthRequest) -> bool:
+    """needs_approval, unless the user already granted these scopes and chose to be remembered."""
+    if not needs_approval(snap, auth_req):
+        return False
+    return auth_req.force_approval_prompt or not await consent_covers(deps, auth_req)
+
+
 async def after_login(deps: Deps, snap: Snapshot, auth_req: AuthRequest) -> AuthResult:
     """The step after a successful login: the consent page, or straight to the response."""
-    if needs_approval(snap, auth_req):
+    if await approval_needed(deps, snap, auth_req):
+        if "none" in auth_req.prompt.split():
+            # prompt=none may show nothing: the client hears it must ask with a page (OIDC Core 3.1.2.6).
+            raise await deny(deps, auth_req, OAuthError("consent_required", "User consent is required."))
         return AuthResult(redirect=approval_url(snap, auth_req))
     return await complete(deps, snap, auth_req)
 
@@ -81,13 +93,13 @@ async def approval_page(deps: Deps, snap: Snapshot, auth_req: AuthRequest) -> Ap
     return ApprovalPage(auth_req, name, sc.describe(auth_req.scopes), approval_hmac(auth_req))
 
 
-async def deny(deps: Deps, auth_req: AuthRequest) -> RedirectError:
+async def deny(deps: Deps, auth_req: AuthRequest, error: OAuthError | None = None) -> RedirectError:
     """The user said no: the request is spent, and the client hears access_denied (RFC 6749 4.1.2.1)."""
     try:
         await deps.storage.auth_requests.delete(auth_req.id)
     except NotFound:
         raise DisplayedError("Bad request", "User session error.", 400) from None
-    return RedirectError(OAuthError("access_denied", "The user denied the request."),
+    return RedirectError(error or OAuthError("access_denied", "The user denied the request."),
                          auth_req.redirect_uri, auth_req.state, fragment=_implicit(auth_req))
 
 
@@ -118,13 +130,14 @@ async def complete(deps: Deps, snap: Snapshot, auth_req: AuthRequest) -> AuthRes
     except NotFound:
         raise DisplayedError("Bad request", "User session error.", 400) from None
 
+    await add_client(deps, auth_req.session_id, auth_req.client_id)
     code_id = ""
     if "code" in auth_req.response_types:
         code = AuthCode(
             id=new_id(), client_id=auth_req.client_id, redirect_uri=auth_req.redirect_uri,
             scopes=auth_req.scopes, connector_id=auth_req.connector_id, claims=auth_req.claims,
             expiry=now + AUTH_CODE_LIFETIME, nonce=auth_req.nonce, connector_data=auth_req.connector_data,
-            pkce=auth_req.pkce,
+            pkce=auth_req.pkce, auth_time=auth_req.auth_time, session_id=auth_req.session_id,
         )
         await deps.storage.auth_codes.create(code)
         code_id = code.id
@@ -139,7 +152,8 @@ async def complete(deps: Deps, snap: Snapshot, auth_req: AuthRequest) -> AuthRes
     want_id = "id_token" in auth_req.response_types
     minted = await mint(
         deps, snap, client_id=auth_req.client_id, claims=auth_req.claims, connector_id=auth_req.connector_id,
-        scopes=auth_req.scopes, nonce=auth_req.nonce, code=code_id or None,
+        scopes=auth_req.scopes, nonce=auth_req.nonce, code=code_id or None, grant_id=code_id,
+        auth_time=auth_req.auth_time, sid=auth_req.session_id,
     )
     fragment: list[tuple[str, str]] = []
     if "token" in auth_req.response_types:

@@ -3,15 +3,97 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from appliance.errors import NotFound, OAuthError
+from appliance.oidc.deps import Deps, Snapshot
 from appliance.oidc.discovery import GRANT_AUTHORIZATION_CODE
 from appliance.oidc.grant import TokenContext, may_issue_refresh
 from appliance.oidc.issue import mint, token_response
 from appliance.oidc.pkce import verify_pkce
-from appliance.oidc.refreshstore import create_refresh_token
+from appliance.oidc.refreshstore import create_refresh_token, revoke_refresh_token
+from appliance.oidc.revocation import revoke_grant
+from appliance.oidc.tokens import decode_refresh_token
+from appliance.store.models import AuthCode, Client
 
 log = logging.getLogger("portico.oidc.token")
+
+_INVALID = "Invalid or expired code parameter."
+
+
+class _Replayed(Exception):
+    """The code was redeemed before."""
+
+
+async def _on_replay(deps: Deps, snap: Snapshot, code: AuthCode) -> None:
+    """RFC 6749 4.1.2: a code used twice revokes what it issued (the refresh token and, through the
+    grant id in their jti, the access tokens)."""
+    log.warning("authorization code for client %s redeemed twice; revoking its tokens", code.client_id)
+    await revoke_grant(deps, snap, code.id)
+    if code.refresh_token_id:
+        try:
+            token = await deps.storage.refresh_tokens.get(code.refresh_token_id)
+        except NotFound:
+            return
+        await revoke_refresh_token(deps, token)
+
+
+async def load_code(deps: Deps, snap: Snapshot, code_id: str, client: Client) -> AuthCode:
+    """An unexpired code of `client`; a redeemed one is a replay (its tokens are revoked)."""
+    try:
+        code = await deps.storage.auth_codes.get(code_id)
+    except NotFound:
+        raise OAuthError("invalid_grant", _INVALID) from None
+    if deps.clock.now() >= code.expiry or code.client_id != client.id:
+        raise OAuthError("invalid_grant", _INVALID)
+    if code.redeemed:
+        await _on_replay(deps, snap, code)
+        raise OAuthError("invalid_grant", _INVALID)
+    return code
+
+
+async def redeem_code(deps: Deps, snap: Snapshot, client: Client, code: AuthCode) -> dict[str, object]:
+    """Spend `code` and issue its tokens (the code grant, and the device flow's callback)."""
+
+    def spend(old: AuthCode) -> AuthCode:
+        if old.redeemed:
+            raise _Replayed
+        return replace(old, redeemed=True)
+
+    # The compare-and-swap is the single-use gate: of two concurrent redemptions only one marks the
+    # code. It happens before minting, so a failure afterwards leaves the code spent (replay safety
+    # first). The code stays stored, marked, until it expires, so that a replay can be recognised.
+    try:
+        await deps.storage.auth_codes.update(code.id, spend)
+    except NotFound:
+        raise OAuthError("invalid_grant", _INVALID) from None
+    except _Replayed:
+        await _on_replay(deps, snap, code)
+        raise OAuthError("invalid_grant", _INVALID) from None
+    conn = snap.connectors.get(code.connector_id)
+    if conn is None:
+        log.error("an auth code names connector %r, which is no longer configured", code.connector_id)
+        raise OAuthError("invalid_grant", _INVALID)
+    minted = await mint(
+        deps, snap, client_id=client.id, claims=code.claims, connector_id=code.connector_id,
+        scopes=code.scopes, nonce=code.nonce, code=code.id, grant_id=code.id, auth_time=code.auth_time,
+        sid=code.session_id,
+    )
+    refresh = None
+    if may_issue_refresh(snap, conn.instance, code.scopes):
+        refresh = await create_refresh_token(
+            deps, client_id=client.id, connector_id=code.connector_id, claims=code.claims,
+            scopes=code.scopes, nonce=code.nonce, connector_data=code.connector_data, grant_id=code.id,
+            auth_time=code.auth_time, session_id=code.session_id, snap=snap,
+        )
+        refresh_id = decode_refresh_token(refresh)[0]
+        try:
+            await deps.storage.auth_codes.update(
+                code.id, lambda old: replace(old, refresh_token_id=refresh_id)
+            )
+        except NotFound:
+            pass  # collected already: the grant id still revokes the family
+    return token_response(minted, refresh)
 
 
 class AuthorizationCodeGrant:
@@ -23,34 +105,8 @@ class AuthorizationCodeGrant:
         code_id = ctx.get("code")
         if not code_id:
             raise OAuthError("invalid_request", "Required param: code.")
-        storage = ctx.deps.storage
-        try:
-            code = await storage.auth_codes.get(code_id)
-        except NotFound:
-            code = None
-        if code is None or ctx.deps.clock.now() >= code.expiry or code.client_id != ctx.client.id:
-            raise OAuthError("invalid_grant", "Invalid or expired code parameter.")
+        code = await load_code(ctx.deps, ctx.snap, code_id, ctx.client)
         verify_pkce(ctx.get("code_verifier"), code.pkce)
         if code.redirect_uri != ctx.get("redirect_uri"):
             raise OAuthError("invalid_grant", "redirect_uri did not match URI from initial request.")
-        # The delete is the single-use gate: of two concurrent redemptions only one deletes the code.
-        # It happens before minting, so a failure afterwards leaves the code spent (replay safety first).
-        try:
-            await storage.auth_codes.delete(code.id)
-        except NotFound:
-            raise OAuthError("invalid_grant", "Invalid or expired code parameter.") from None
-        conn = ctx.snap.connectors.get(code.connector_id)
-        if conn is None:
-            log.error("an auth code names connector %r, which is no longer configured", code.connector_id)
-            raise OAuthError("invalid_grant", "Invalid or expired code parameter.")
-        minted = await mint(
-            ctx.deps, ctx.snap, client_id=ctx.client.id, claims=code.claims, connector_id=code.connector_id,
-            scopes=code.scopes, nonce=code.nonce, code=code.id,
-        )
-        refresh = None
-        if may_issue_refresh(ctx.snap, conn.instance, code.scopes):
-            refresh = await create_refresh_token(
-                ctx.deps, client_id=ctx.client.id, connector_id=code.connector_id, claims=code.claims,
-                scopes=code.scopes, nonce=code.nonce, connector_data=code.connector_data,
-            )
-        return token_response(minted, refresh)
+        return await redeem_code(ctx.deps, ctx.snap, ctx.client, code)

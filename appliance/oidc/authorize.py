@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -13,8 +13,10 @@ from appliance.errors import DisplayedError, OAuthError, RedirectError
 from appliance.ids import new_hmac_key, new_id
 from appliance.oidc import scopes as sc
 from appliance.oidc.deps import Deps, Snapshot
+from appliance.oidc.sessions import verify_hint
+from appliance.oidc.tokens import encode_sub
 from appliance.oidc.urls import DEVICE_CALLBACK_PATH, REDIRECT_URI_OOB
-from appliance.store.models import PKCE, AuthRequest, Client
+from appliance.store.models import PKCE, AuthRequest, BrowserSession, Client
 
 _RESPONSE_TYPES = frozenset({"code", "token", "id_token"})
 _PROMPTS = frozenset({"none", "login", "consent", "select_account"})
@@ -33,6 +35,10 @@ class AuthorizeRequest:
     connector_id: str
     pkce: PKCE
     force_approval: bool
+    prompt: str = ""
+    # The browser's SSO session when it may stand in for a login (no prompt=login, max_age and
+    # id_token_hint satisfied, its connector allowed); None means the user logs in.
+    session: BrowserSession | None = None
 
 
 @dataclass
@@ -48,6 +54,9 @@ class _Check:
     response_types: tuple[str, ...] = ()
     pkce: PKCE = field(default_factory=PKCE)
     force_approval: bool = False
+    session: BrowserSession | None = None  # the browser's session, as the web layer found it
+    prompts: frozenset[str] = frozenset()
+    reuse: BrowserSession | None = None
 
     def get(self, name: str) -> str:
         return self.params.get(name, "")
@@ -98,6 +107,27 @@ def redirect_uri_allowed(client: Client, uri: str) -> bool:
     return is_loopback_http(uri)
 
 
+async def validate_scopes(deps: Deps, snap: Snapshot, client: Client, scopes: tuple[str, ...]) -> None:
+    """openid present, every scope known, every cross-client audience trusted; OAuthError otherwise
+    (/auth redirects it; the token and device endpoints answer it)."""
+    unrecognized: list[str] = []
+    untrusted: list[str] = []
+    for scope in scopes:
+        if scope in sc.STANDARD_SCOPES:
+            continue
+        peer = sc.cross_client_peer(scope)
+        if peer is None:
+            unrecognized.append(scope)
+        elif not await peer_trusts(deps, snap, client.id, peer):
+            untrusted.append(scope)
+    if sc.OPENID not in scopes:
+        raise OAuthError("invalid_scope", 'Missing required scope(s) ["openid"].')
+    if unrecognized:
+        raise OAuthError("invalid_scope", f"Unrecognized scope(s) {_go_quote(unrecognized)}")
+    if untrusted:
+        raise OAuthError("invalid_scope", f"Client can't request scope(s) {_go_quote(untrusted)}")
+
+
 def connector_allowed(client: Client, connector_id: str) -> bool:
     """A client's allowedConnectors (empty: all). Every place that picks a connector asks here."""
     return not client.allowed_connectors or connector_id in client.allowed_connectors
@@ -126,7 +156,7 @@ async def check_redirect_uri(c: _Check) -> None:
     uri = c.get("redirect_uri")
     if not redirect_uri_allowed(c.client, uri):
         raise DisplayedError("Bad request", "Unregistered redirect_uri.", 400)
-    if uri == DEVICE_CALLBACK_PATH and c.client.public:
+    if uri == DEVICE_CALLBACK_PATH:
         uri = c.snap.issuer.abs_path(DEVICE_CALLBACK_PATH)
     c.redirect_uri = uri
 
@@ -161,22 +191,10 @@ async def check_pkce(c: _Check) -> None:
 async def check_scopes(c: _Check) -> None:
     assert c.client is not None
     scopes = sc.split_scopes(c.get("scope"))
-    unrecognized: list[str] = []
-    untrusted: list[str] = []
-    for scope in scopes:
-        if scope in sc.STANDARD_SCOPES:
-            continue
-        peer = sc.cross_client_peer(scope)
-        if peer is None:
-            unrecognized.append(scope)
-        elif not await peer_trusts(c.deps, c.snap, c.client.id, peer):
-            untrusted.append(scope)
-    if sc.OPENID not in scopes:
-        raise c.fail("invalid_scope", 'Missing required scope(s) ["openid"].')
-    if unrecognized:
-        raise c.fail("invalid_scope", f"Unrecognized scope(s) {_go_quote(unrecognized)}")
-    if untrusted:
-        raise c.fail("invalid_scope", f"Client can't request scope(s) {_go_quote(untrusted)}")
+    try:
+        await validate_scopes(c.deps, c.snap, c.client, scopes)
+    except OAuthError as exc:
+        raise c.fail(exc.error, exc.description) from None
     c.scopes = scopes
 
 
@@ -209,13 +227,40 @@ async def check_prompt(c: _Check) -> None:
     if "none" in prompts and len(prompts) > 1:
         raise c.fail("invalid_request",
                      "Invalid prompt parameter: 'none' cannot be combined with other values")
-    if "none" in prompts:
-        # Without browser sessions nobody is ever logged in already, so a silent answer is impossible.
-        raise c.fail("login_required", "User not authenticated")
     max_age = c.get("max_age")
     if max_age and (not max_age.isdigit()):
         raise c.fail("invalid_request", f"Invalid max_age value {json.dumps(max_age)}")
+    c.prompts = frozenset(prompts)
     c.force_approval = c.get("approval_prompt") == "force" or "consent" in prompts
+
+
+async def check_session(c: _Check) -> None:
+    """May the browser's session stand in for a login (OIDC Core 3.1.2.1: prompt, max_age,
+    id_token_hint)? prompt=none needs a yes, else login_required."""
+    assert c.client is not None
+    c.reuse = _reusable(c)
+    if "none" in c.prompts and c.reuse is None:
+        raise c.fail("login_required", "User not authenticated")
+
+
+def _reusable(c: _Check) -> BrowserSession | None:
+    assert c.client is not None
+    session = c.session
+    if session is None or c.prompts & {"login", "select_account"}:
+        return None
+    max_age = c.get("max_age")
+    if max_age and c.deps.clock.now() - session.auth_time > timedelta(seconds=int(max_age)):
+        return None
+    if not connector_allowed(c.client, session.connector_id) or session.connector_id not in c.snap.connectors:
+        return None
+    if c.get("connector_id") and c.get("connector_id") != session.connector_id:
+        return None
+    hint = c.get("id_token_hint")
+    if hint:
+        claims = verify_hint(c.deps, c.snap, hint)
+        if claims is None or claims["sub"] != encode_sub(session.claims.user_id, session.connector_id):
+            return None  # another user, or a hint we did not issue: log in again
+    return session
 
 
 Step = Callable[[_Check], Awaitable[None]]
@@ -231,12 +276,16 @@ CHECKS: tuple[Step, ...] = (
     check_scopes,
     check_response_type,
     check_prompt,
+    check_session,
 )
 
 
-async def validate_authorize(deps: Deps, snap: Snapshot, params: Mapping[str, str]) -> AuthorizeRequest:
-    """Run every check; raises DisplayedError or RedirectError for the first one that fails."""
-    c = _Check(deps, snap, params)
+async def validate_authorize(
+    deps: Deps, snap: Snapshot, params: Mapping[str, str], session: BrowserSession | None = None
+) -> AuthorizeRequest:
+    """Run every check; raises DisplayedError or RedirectError for the first one that fails.
+    `session` is the browser's SSO session, if it has one."""
+    c = _Check(deps, snap, params, session=session)
     for step in CHECKS:
         await step(c)
     assert c.client is not None
@@ -250,6 +299,8 @@ async def validate_authorize(deps: Deps, snap: Snapshot, params: Mapping[str, st
         connector_id=c.get("connector_id"),
         pkce=c.pkce,
         force_approval=c.force_approval,
+        prompt=" ".join(sorted(c.prompts)),
+        session=c.reuse,
     )
 
 
@@ -271,6 +322,13 @@ async def store_auth_request(
         connector_id=connector_id,
         pkce=req.pkce,
         hmac_key=new_hmac_key(),
+        prompt=req.prompt,
     )
+    if req.session is not None:
+        # SSO: the session's login stands in for a new one.
+        auth_req = replace(
+            auth_req, logged_in=True, claims=req.session.claims, connector_data=req.session.connector_data,
+            auth_time=req.session.auth_time, session_id=req.session.id,
+        )
     await deps.storage.auth_requests.create(auth_req)
     return auth_req

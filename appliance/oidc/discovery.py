@@ -18,8 +18,9 @@ GRANT_CLIENT_CREDENTIALS = "client_credentials"
 _SCOPES = ["openid", "email", "groups", "profile", "offline_access"]
 _CLAIMS = [
     "iss", "sub", "aud", "iat", "exp", "email", "email_verified", "locale", "name",
-    "preferred_username", "at_hash", "groups", "federated_claims",
+    "preferred_username", "at_hash", "groups", "federated_claims", "sid", "jti", "auth_time",
 ]
+_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 def supported_response_types(config: Config) -> frozenset[str]:
@@ -61,7 +62,15 @@ def build_discovery(
         "id_token_signing_alg_values_supported": [config.signer.algorithm],
         "code_challenge_methods_supported": list(config.oauth2.pkce.code_challenge_methods_supported),
         "scopes_supported": list(_SCOPES),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": list(_AUTH_METHODS),
         "claims_supported": list(_CLAIMS),
+        # Portico's additions (Dex's main branch advertises the logout ones with sessions on).
+        "revocation_endpoint": issuer.abs_url("/token/revoke"),
+        "revocation_endpoint_auth_methods_supported": list(_AUTH_METHODS),
+        "introspection_endpoint_auth_methods_supported": list(_AUTH_METHODS),
+        "end_session_endpoint": issuer.abs_url("/logout"),
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
     }
     return json.dumps(document, indent=2).encode()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from appliance.errors import OAuthError
+from appliance.ids import new_id
 from appliance.oidc import scopes as sc
 from appliance.oidc.authorize import peer_trusts
 from appliance.oidc.deps import Deps, Snapshot
@@ -20,9 +23,13 @@ async def mint(
     scopes: tuple[str, ...],
     nonce: str,
     code: str | None = None,
+    grant_id: str = "",
+    auth_time: datetime | None = None,
+    sid: str = "",
 ) -> MintedTokens:
     """Sign the tokens for `client_id`. Cross-client audiences are checked again here, as Dex does:
-    a peer may have stopped trusting the client since /auth."""
+    a peer may have stopped trusting the client since /auth. Every access token carries a jti under
+    `grant_id` (a fresh one when the grant has none), which is what revocation keys on."""
     for scope in scopes:
         peer = sc.cross_client_peer(scope)
         if peer is not None and not await peer_trusts(deps, snap, client_id, peer):
@@ -43,6 +50,9 @@ async def mint(
         lifetime=snap.config.expiry.id_tokens,
         want_id_token=sc.OPENID in scopes,
         code=code,
+        grant_id=grant_id or new_id(),
+        auth_time=auth_time,
+        sid=sid,
     )
 
 

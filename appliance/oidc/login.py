@@ -6,15 +6,22 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote, urlencode
 
-from appliance.connectors.base import CallbackConnector, Identity, PasswordConnector, RefreshConnector
+from appliance.connectors.base import (
+    CallbackConnector,
+    Identity,
+    PasswordConnector,
+    RefreshConnector,
+    SAMLConnector,
+    SAMLPost,
+)
 from appliance.errors import AlreadyExists, ConnectorError, DisplayedError, NotFound
 from appliance.oidc import scopes as sc
 from appliance.oidc.authorize import connector_allowed, store_auth_request, validate_authorize
 from appliance.oidc.deps import Deps, OpenConnector, Snapshot
-from appliance.store.models import AuthRequest, Claims, OfflineSession, offline_session_key
+from appliance.store.models import AuthRequest, BrowserSession, Claims, OfflineSession, offline_session_key
 
 log = logging.getLogger("portico.oidc.login")
 
@@ -30,6 +37,13 @@ async def upstream(call: Awaitable[T]) -> T:
         return await asyncio.wait_for(call, CONNECTOR_TIMEOUT)
     except TimeoutError:
         raise ConnectorError(f"the connector did not answer within {CONNECTOR_TIMEOUT:.0f} s") from None
+
+
+@runtime_checkable
+class HeaderConnector(Protocol):
+    """A connector whose user is named by headers an authenticating proxy sets (authproxy)."""
+
+    def identity_from_headers(self, headers: Mapping[str, str]) -> Identity: ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,7 @@ class Picker:
     redirect: str = ""
     choices: tuple[ConnectorChoice, ...] = ()
     client_name: str = ""
+    sso: AuthRequest | None = None  # already logged in through the browser's session
 
 
 @dataclass(frozen=True)
@@ -63,14 +78,28 @@ class PasswordLogin:
     client_name: str
 
 
+def can_log_in(instance: object) -> bool:
+    """Does the connector log people in (a form, a redirect upstream, a SAML post)? One that only
+    verifies tokens (for token exchange) is no choice on the login page."""
+    return isinstance(instance, PasswordConnector | CallbackConnector) or hasattr(instance, "post_data")
+
+
 def _connector_path(snap: Snapshot, connector_id: str, *rest: str) -> str:
     return snap.issuer.abs_path("/auth", quote(connector_id, safe=""), *rest)
 
 
-async def pick_connector(deps: Deps, snap: Snapshot, params: Sequence[tuple[str, str]]) -> Picker:
-    """GET/POST /auth: validate the request, then pick the connector or list the choices."""
-    req = await validate_authorize(deps, snap, dict(params))
-    usable = [conn for conn in snap.connectors.values() if connector_allowed(req.client, conn.id)]
+async def pick_connector(
+    deps: Deps, snap: Snapshot, params: Sequence[tuple[str, str]], session: BrowserSession | None = None
+) -> Picker:
+    """GET/POST /auth: validate the request, then pick the connector or list the choices (or, with a
+    usable SSO session, skip the login)."""
+    req = await validate_authorize(deps, snap, dict(params), session)
+    if req.session is not None:
+        return Picker(sso=await store_auth_request(deps, snap, req, req.session.connector_id))
+    usable = [
+        conn for conn in snap.connectors.values()
+        if connector_allowed(req.client, conn.id) and can_log_in(conn.instance)
+    ]
     if not usable:
         raise DisplayedError("Bad request", "No connectors available for this client.", 400)
     # The connector's own URL carries the whole request again: /auth/{id} validates and stores it.
@@ -87,9 +116,14 @@ async def pick_connector(deps: Deps, snap: Snapshot, params: Sequence[tuple[str,
     return Picker(choices=tuple(choices), client_name=req.client.name or req.client.id)
 
 
-async def start_login(deps: Deps, snap: Snapshot, connector_id: str, params: Mapping[str, str]) -> str:
-    """GET /auth/{connector}: store the auth request and return where the browser goes next."""
-    req = await validate_authorize(deps, snap, params)
+async def start_login(
+    deps: Deps, snap: Snapshot, connector_id: str, params: Mapping[str, str],
+    session: BrowserSession | None = None,
+) -> str | AuthRequest | SAMLPost:
+    """GET /auth/{connector}: store the auth request and return where the browser goes next (or the
+    logged-in request, when the browser's session for this connector stands in for the login, or the
+    form the browser posts to a SAML IdP)."""
+    req = await validate_authorize(deps, snap, params, session)
     conn = snap.connectors.get(connector_id)
     if conn is None:
         raise DisplayedError("Not found", "Requested resource does not exist.", 404)
@@ -97,6 +131,8 @@ async def start_login(deps: Deps, snap: Snapshot, connector_id: str, params: Map
         raise DisplayedError("Forbidden", "Connector not allowed for this client.", 403)
     if req.connector_id and req.connector_id != connector_id:
         raise DisplayedError("Bad request", "Bad connector ID", 400)
+    if req.session is not None and req.session.connector_id == connector_id:
+        return await store_auth_request(deps, snap, req, connector_id)
     instance = conn.instance
     if isinstance(instance, CallbackConnector):
         auth_req = await store_auth_request(deps, snap, req, connector_id)
@@ -107,6 +143,10 @@ async def start_login(deps: Deps, snap: Snapshot, connector_id: str, params: Map
     if isinstance(instance, PasswordConnector):
         auth_req = await store_auth_request(deps, snap, req, connector_id)
         return f"{_connector_path(snap, connector_id, 'login')}?{urlencode({'state': auth_req.id})}"
+    if isinstance(instance, SAMLConnector):
+        auth_req = await store_auth_request(deps, snap, req, connector_id)
+        # The auth request id is the RelayState the IdP posts back, and the AuthnRequest's ID comes from it.
+        return await upstream(instance.post_data(sc.connector_scopes(auth_req.scopes), auth_req.id))
     raise DisplayedError("Bad request", "Requested resource does not exist.", 400)
 
 
@@ -177,16 +217,41 @@ async def submit_password(
 
 
 async def handle_callback(
-    deps: Deps, snap: Snapshot, connector_id: str | None, params: Mapping[str, str]
+    deps: Deps, snap: Snapshot, connector_id: str | None, params: Mapping[str, str],
+    headers: Mapping[str, str] | None = None,
 ) -> AuthRequest:
-    """GET /callback[/{connector}]: the upstream's answer, `state` being the auth request id."""
+    """GET /callback[/{connector}]: the upstream's answer, `state` being the auth request id. An
+    authproxy connector reads the user from `headers` instead, and only at /callback/{its id}."""
     auth_req = await load_auth_request(deps, snap, params.get("state", ""))
     if connector_id is not None and connector_id != auth_req.connector_id:
         raise DisplayedError("Bad request", "Requested resource does not exist.", 400)
     conn = snap.connectors.get(auth_req.connector_id)
     if conn is None or not isinstance(conn.instance, CallbackConnector):
         raise DisplayedError("Bad request", "Requested resource does not exist.", 400)
-    identity = await upstream(conn.instance.handle_callback(sc.connector_scopes(auth_req.scopes), params))
+    if isinstance(conn.instance, HeaderConnector):
+        # The proxy authenticates its own path only: on bare /callback the headers are anybody's.
+        if connector_id is None or headers is None:
+            raise DisplayedError("Bad request", "Requested resource does not exist.", 400)
+        identity = conn.instance.identity_from_headers(headers)
+    else:
+        identity = await upstream(conn.instance.handle_callback(sc.connector_scopes(auth_req.scopes), params))
+    return await finalize_login(deps, snap, auth_req, identity, conn)
+
+
+async def handle_saml_post(
+    deps: Deps, snap: Snapshot, connector_id: str | None, saml_response: str, relay_state: str
+) -> AuthRequest:
+    """POST /callback[/{connector}]: a SAML IdP's signed answer, RelayState being the auth request id
+    (the connector checks the answer's InResponseTo against the AuthnRequest made from that id)."""
+    auth_req = await load_auth_request(deps, snap, relay_state)
+    if connector_id is not None and connector_id != auth_req.connector_id:
+        raise DisplayedError("Bad request", "Requested resource does not exist.", 400)
+    conn = snap.connectors.get(auth_req.connector_id)
+    if conn is None or not isinstance(conn.instance, SAMLConnector):
+        raise DisplayedError("Bad request", "Requested resource does not exist.", 400)
+    identity = await upstream(conn.instance.handle_post(
+        sc.connector_scopes(auth_req.scopes), saml_response, auth_req.id
+    ))
     return await finalize_login(deps, snap, auth_req, identity, conn)
 
 
@@ -213,11 +278,11 @@ async def finalize_login(
     updated = await deps.storage.auth_requests.update(auth_req.id, mark)
     log.info("login successful: connector %s, user %s", auth_req.connector_id, identity.user_id)
     if sc.OFFLINE_ACCESS in auth_req.scopes and isinstance(conn.instance, RefreshConnector):
-        await _remember_connector_data(deps, identity, auth_req.connector_id)
+        await remember_connector_data(deps, identity, auth_req.connector_id)
     return updated
 
 
-async def _remember_connector_data(deps: Deps, identity: Identity, connector_id: str) -> None:
+async def remember_connector_data(deps: Deps, identity: Identity, connector_id: str) -> None:
     key = offline_session_key(identity.user_id, connector_id)
     fresh = OfflineSession(identity.user_id, connector_id, {}, identity.connector_data)
     try:

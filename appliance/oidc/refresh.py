@@ -6,7 +6,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime
 
-from appliance.connectors.base import Identity, RefreshConnector
+from appliance.connectors.base import Identity, RefreshConnector, UserRefusedError
 from appliance.errors import ConnectorError, NotFound, OAuthError
 from appliance.oidc import scopes as sc
 from appliance.oidc.authorize import connector_allowed
@@ -17,11 +17,13 @@ from appliance.oidc.login import claims_of, upstream
 from appliance.oidc.refreshstore import (
     current_from_obsolete,
     offline_connector_data,
+    refresh_expiry,
     revoke_refresh_token,
     rotated_secret,
     secret_matches,
     touch_offline_session,
 )
+from appliance.oidc.revocation import is_revoked_id, revoke_grant
 from appliance.oidc.tokens import decode_refresh_token, encode_refresh_token
 from appliance.store.models import Claims, RefreshToken
 
@@ -91,13 +93,19 @@ class RefreshTokenGrant:
                 raise OAuthError("invalid_grant", _INVALID)
             if current is None or not in_reuse_window:
                 # The previous secret, outside the reuse interval: a replay. Whoever holds the current
-                # secret may be the thief, so the token goes (issue 3 revokes the whole family).
-                log.warning("refresh token %s claimed twice; revoking it", token.id)
+                # secret may be the thief, so the whole family goes: the token (every rotation of it
+                # is this one row) and, through the grant id, the access tokens it issued.
+                log.warning("refresh token %s claimed twice; revoking its family", token.id)
                 await revoke_refresh_token(ctx.deps, token)
+                await revoke_grant(ctx.deps, ctx.snap, token.grant_id or token.id)
                 raise OAuthError("invalid_grant", _INVALID)
             handed_secret = current
         if _expired(token, ctx, now):
             raise OAuthError("invalid_grant", "Refresh token expired.")
+        if await is_revoked_id(ctx.deps, token.grant_id):
+            # Its authorization code was replayed after it was issued.
+            await revoke_refresh_token(ctx.deps, token)
+            raise OAuthError("invalid_grant", _INVALID)
         scopes = _scopes(ctx, token)
         conn = ctx.snap.connectors.get(token.connector_id)
         if conn is None or not connector_allowed(ctx.client, token.connector_id):
@@ -111,9 +119,16 @@ class RefreshTokenGrant:
             if isinstance(conn.instance, RefreshConnector):
                 try:
                     fresh = await upstream(conn.instance.refresh(sc.connector_scopes(scopes), fresh))
-                except ConnectorError as exc:
+                except UserRefusedError as exc:
+                    # The upstream answered: this user is gone (or refused) for good, so is the grant.
                     log.warning("connector %s refused to refresh user %s: %s", conn.id, claims.user_id, exc)
                     raise OAuthError("invalid_grant", "Failed to refresh the identity.") from None
+                except ConnectorError as exc:
+                    # An outage (no answer, a timeout, an error page): the token stays valid and the client
+                    # may retry. RFC 6749 5.2 has no code for it; 4.1.2.1's temporarily_unavailable with a
+                    # real 503 says exactly that (and the body carries no description: a server fault).
+                    log.error("connector %s could not refresh user %s: %s", conn.id, claims.user_id, exc)
+                    raise OAuthError("temporarily_unavailable", "", 503) from None
             # The user id is the key of everything the client stored: it never changes on refresh.
             claims = replace(claims_of(fresh), user_id=token.claims.user_id)
             new_stored = token.token
@@ -129,6 +144,7 @@ class RefreshTokenGrant:
                     token=new_stored,
                     obsolete_token=old.token if rotate else old.obsolete_token,
                     last_used=now,
+                    expiry=refresh_expiry(policy, old.created_at, now),
                     claims=stored_claims,
                     connector_data=None,  # kept on the offline session
                 )
@@ -142,6 +158,7 @@ class RefreshTokenGrant:
 
         minted = await mint(
             ctx.deps, ctx.snap, client_id=ctx.client.id, claims=claims, connector_id=token.connector_id,
-            scopes=scopes, nonce=token.nonce,
+            scopes=scopes, nonce=token.nonce, grant_id=token.grant_id or token.id, auth_time=token.auth_time,
+            sid=token.session_id,
         )
         return token_response(minted, encode_refresh_token(token.id, handed_secret))

@@ -9,11 +9,13 @@ import logging
 from dataclasses import replace
 from datetime import datetime
 
+from appliance.config.schema import RefreshTokenExpiry
 from appliance.errors import AlreadyExists, NotFound
 from appliance.ids import new_id, new_secret
-from appliance.oidc.deps import Deps
+from appliance.oidc.deps import Deps, Snapshot
 from appliance.oidc.tokens import encode_refresh_token
 from appliance.store.models import (
+    NEVER,
     Claims,
     OfflineSession,
     RefreshToken,
@@ -81,6 +83,21 @@ def current_from_obsolete(token: RefreshToken, presented: str) -> str | None:
     return candidate if secret_matches(token.token, candidate) else None
 
 
+# Tokens one user may hold for one client through one connector (one per device); past this the
+# least recently used goes, so a client that logs in in a loop cannot grow the table without bound.
+MAX_TOKENS_PER_CLIENT = 32
+
+
+def refresh_expiry(policy: RefreshTokenExpiry, created_at: datetime, last_used: datetime) -> datetime:
+    """When a token stops being usable under `policy` (NEVER without limits): what GC deletes by."""
+    limits: list[datetime] = []
+    if policy.absolute_lifetime:
+        limits.append(created_at + policy.absolute_lifetime)
+    if policy.valid_if_not_used_for:
+        limits.append(last_used + policy.valid_if_not_used_for)
+    return min(limits) if limits else NEVER
+
+
 async def create_refresh_token(
     deps: Deps,
     *,
@@ -90,14 +107,22 @@ async def create_refresh_token(
     scopes: tuple[str, ...],
     nonce: str,
     connector_data: bytes | None,
+    grant_id: str = "",
+    auth_time: datetime | None = None,
+    session_id: str = "",
+    snap: Snapshot | None = None,
 ) -> str:
-    """Store a new refresh token and return its wire form. As Dex: one token per user, connector and
-    client, so a previous one of this client is revoked; connector data lives on the offline session."""
+    """Store a new refresh token and return its wire form. Unlike Dex, a user keeps one token per
+    device: earlier tokens of the same client stay valid (up to MAX_TOKENS_PER_CLIENT). Connector
+    data lives on the offline session."""
     now = deps.clock.now()
+    policy = (snap or deps.snapshot).config.expiry.refresh_tokens
     secret = new_secret()
     token = RefreshToken(
         id=new_id(), token=stored_form(secret), client_id=client_id, connector_id=connector_id,
         claims=claims, scopes=scopes, created_at=now, last_used=now, nonce=nonce,
+        expiry=refresh_expiry(policy, now, now), grant_id=grant_id, auth_time=auth_time,
+        session_id=session_id,
     )
     await deps.storage.refresh_tokens.create(token)
     try:
@@ -112,29 +137,46 @@ async def create_refresh_token(
     return encode_refresh_token(token.id, secret)
 
 
+async def _live_refs(deps: Deps, session: OfflineSession, client_id: str) -> list[RefreshTokenRef]:
+    """The client's references whose token still exists (garbage collection deletes tokens only)."""
+    live: list[RefreshTokenRef] = []
+    for ref in session.refresh.values():
+        if ref.client_id != client_id:
+            continue
+        try:
+            await deps.storage.refresh_tokens.get(ref.id)
+        except NotFound:
+            continue
+        live.append(ref)
+    return live
+
+
 async def _link(deps: Deps, token: RefreshToken, connector_data: bytes | None) -> None:
     ref = RefreshTokenRef(token.id, token.client_id, token.created_at, token.last_used)
     user_id, conn_id = token.claims.user_id, token.connector_id
     try:
         await deps.storage.offline_sessions.create(
-            OfflineSession(user_id, conn_id, {token.client_id: ref}, connector_data)
+            OfflineSession(user_id, conn_id, {token.id: ref}, connector_data)
         )
         return
     except AlreadyExists:
         pass
-    replaced: list[str] = []
+    key = offline_session_key(user_id, conn_id)
+    live = await _live_refs(deps, await deps.storage.offline_sessions.get(key), token.client_id)
+    live.sort(key=lambda item: item.last_used)
+    evicted = [item.id for item in live[: max(0, len(live) - MAX_TOKENS_PER_CLIENT + 1)]]
+    keep_ids = {item.id for item in live} - set(evicted)
 
     def add(old: OfflineSession) -> OfflineSession:
-        previous = old.refresh.get(token.client_id)
-        replaced[:] = [previous.id] if previous is not None and previous.id != token.id else []
-        return replace(
-            old,
-            refresh={**old.refresh, token.client_id: ref},
-            connector_data=connector_data or old.connector_data,
-        )
+        # Other clients' entries stay; this client's are the live ones plus the new token.
+        refresh = {
+            k: v for k, v in old.refresh.items() if v.client_id != token.client_id or v.id in keep_ids
+        }
+        refresh[token.id] = ref
+        return replace(old, refresh=refresh, connector_data=connector_data or old.connector_data)
 
-    await deps.storage.offline_sessions.update(offline_session_key(user_id, conn_id), add)
-    for old_id in replaced:
+    await deps.storage.offline_sessions.update(key, add)
+    for old_id in evicted:
         try:
             await deps.storage.refresh_tokens.delete(old_id)
         except NotFound:
@@ -147,10 +189,9 @@ async def touch_offline_session(
     """Record a use of `token` on its offline session (best effort: the token is authoritative)."""
 
     def touch(old: OfflineSession) -> OfflineSession:
-        ref = old.refresh.get(token.client_id)
-        refresh = dict(old.refresh)
-        if ref is not None and ref.id == token.id:
-            refresh[token.client_id] = replace(ref, last_used=last_used)
+        refresh = {
+            k: replace(v, last_used=last_used) if v.id == token.id else v for k, v in old.refresh.items()
+        }
         return replace(old, refresh=refresh, connector_data=connector_data or old.connector_data)
 
     try:
@@ -174,19 +215,41 @@ async def offline_connector_data(deps: Deps, token: RefreshToken) -> bytes | Non
 
 
 async def revoke_refresh_token(deps: Deps, token: RefreshToken) -> None:
-    """Delete a token and its offline-session reference (a replayed token, a vanished user)."""
+    """Delete a token and its offline-session reference; the offline session ends with its last token."""
+    key = offline_session_key(token.claims.user_id, token.connector_id)
 
     def unlink(old: OfflineSession) -> OfflineSession:
         refresh = {cid: ref for cid, ref in old.refresh.items() if ref.id != token.id}
         return replace(old, refresh=refresh)
 
     try:
-        await deps.storage.offline_sessions.update(
-            offline_session_key(token.claims.user_id, token.connector_id), unlink
-        )
+        session = await deps.storage.offline_sessions.update(key, unlink)
+        if not session.refresh:
+            await deps.storage.offline_sessions.delete(key)
     except NotFound:
         pass
     try:
         await deps.storage.refresh_tokens.delete(token.id)
     except NotFound:
         pass
+
+
+async def list_refresh_tokens(deps: Deps, user_id: str = "", client_id: str = "") -> list[RefreshToken]:
+    """The stored refresh tokens (secrets are only digests), optionally of one user and/or client,
+    most recently used first: what an administrator lists to revoke one device."""
+    tokens = [
+        token for token in await deps.storage.refresh_tokens.list()
+        if (not user_id or token.claims.user_id == user_id)
+        and (not client_id or token.client_id == client_id)
+    ]
+    return sorted(tokens, key=lambda token: token.last_used, reverse=True)
+
+
+async def revoke_refresh_token_by_id(deps: Deps, token_id: str) -> bool:
+    """Revoke one refresh token (one device) by its id; False when there is none."""
+    try:
+        token = await deps.storage.refresh_tokens.get(token_id)
+    except NotFound:
+        return False
+    await revoke_refresh_token(deps, token)
+    return True

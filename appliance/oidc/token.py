@@ -7,13 +7,20 @@ from collections.abc import Mapping
 from appliance.errors import OAuthError
 from appliance.oidc.authcode import AuthorizationCodeGrant
 from appliance.oidc.clientauth import authenticate_client, parse_client_credentials
+from appliance.oidc.clientcreds import ClientCredentialsGrant
 from appliance.oidc.deps import Deps, Snapshot
+from appliance.oidc.device import DeviceCodeGrant
+from appliance.oidc.exchange import TokenExchangeGrant
 from appliance.oidc.grant import Grant, TokenContext
+from appliance.oidc.password import PasswordGrant
 from appliance.oidc.refresh import RefreshTokenGrant
 
 
 def default_grants() -> dict[str, Grant]:
-    grants: list[Grant] = [AuthorizationCodeGrant(), RefreshTokenGrant()]
+    grants: list[Grant] = [
+        AuthorizationCodeGrant(), RefreshTokenGrant(), DeviceCodeGrant(), TokenExchangeGrant(),
+        ClientCredentialsGrant(), PasswordGrant(),
+    ]
     return {grant.grant_type: grant for grant in grants}
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from appliance.ids import new_id
 from appliance.store.models import Claims
 
 CROSS_CLIENT_PREFIX = "audience:server:client_id:"
@@ -135,6 +136,9 @@ def build_id_token_claims(
     access_token: str | None,
     code: str | None,
     alg: str,
+    jti: str = "",
+    auth_time: datetime | None = None,
+    sid: str = "",
 ) -> dict[str, Any]:
     """The claims Dex's newIDToken puts in a token, in Dex's member order.
 
@@ -152,6 +156,13 @@ def build_id_token_claims(
         "exp": int((now + lifetime).timestamp()),
         "iat": int(now.timestamp()),
     }
+    # Dex's main branch adds these three (jti always; auth_time and sid with browser sessions).
+    if jti:
+        out["jti"] = jti
+    if auth_time is not None:
+        out["auth_time"] = int(auth_time.timestamp())
+    if sid:
+        out["sid"] = sid
     cross_client = any(s.startswith(CROSS_CLIENT_PREFIX) for s in scopes)
     if azp and (len(audience) > 1 or cross_client):
         out["azp"] = azp
@@ -193,6 +204,7 @@ class MintedTokens:
     id_token: str | None
     expires_in: int  # seconds, for the token response
     expiry: datetime
+    access_jti: str = ""  # the access token's jti: "<grant id>.<unique>" (revocation keys on both)
 
     def __repr__(self) -> str:  # tokens are bearer secrets: keep them out of logs
         return f"MintedTokens(expires_in={self.expires_in}, id_token={self.id_token is not None})"
@@ -212,18 +224,25 @@ def mint_tokens(
     lifetime: timedelta,
     want_id_token: bool,
     code: str | None = None,
+    grant_id: str = "",
+    auth_time: datetime | None = None,
+    sid: str = "",
 ) -> MintedTokens:
     """Sign the access token (a JWT with the ID token's claims, as Dex) and, if wanted, the ID token
     carrying at_hash of that access token and c_hash of `code`. Synchronous: two signatures."""
     alg = keys.algorithm  # read once: sign() below uses the same key (no await in between)
 
-    def claims(access_token: str | None, code_value: str | None) -> dict[str, Any]:
+    def claims(access_token: str | None, code_value: str | None, jti: str) -> dict[str, Any]:
         return build_id_token_claims(
             issuer=issuer, subject_claims=subject_claims, connector_id=connector_id, scopes=scopes,
             audience=audience, azp=azp, nonce=nonce, now=now, lifetime=lifetime,
-            access_token=access_token, code=code_value, alg=alg,
+            access_token=access_token, code=code_value, alg=alg, jti=jti, auth_time=auth_time, sid=sid,
         )
 
-    access_token = keys.sign(claims(None, None))
-    id_token = keys.sign(claims(access_token, code)) if want_id_token else None
-    return MintedTokens(access_token, id_token, int(lifetime.total_seconds()), now + lifetime)
+    # With a grant id every token gets a jti; the access token's starts with the grant id, so that
+    # revoking a grant (a replayed code, a reused refresh token) reaches the access tokens it issued.
+    access_jti = f"{grant_id}.{new_id()}" if grant_id else ""
+    access_token = keys.sign(claims(None, None, access_jti))
+    id_jti = new_id() if grant_id else ""
+    id_token = keys.sign(claims(access_token, code, id_jti)) if want_id_token else None
+    return MintedTokens(access_token, id_token, int(lifetime.total_seconds()), now + lifetime, access_jti)

@@ -9,6 +9,7 @@ from typing import Any
 from appliance.keys.errors import InvalidToken, KeysNotLoaded
 from appliance.oidc.challenge import ChallengeError
 from appliance.oidc.deps import Deps, Snapshot
+from appliance.oidc.revocation import claims_revoked
 
 log = logging.getLogger("portico.oidc.userinfo")
 
@@ -25,8 +26,9 @@ def bearer_token(authorization: str) -> str:
     return token
 
 
-def userinfo(deps: Deps, snap: Snapshot, authorization: str) -> dict[str, Any]:
-    """The claims of the access token, as Dex returns them; invalid or expired: 401 invalid_token."""
+async def userinfo(deps: Deps, snap: Snapshot, authorization: str) -> dict[str, Any]:
+    """The claims of the access token, as Dex returns them; invalid, expired or revoked: 401
+    invalid_token."""
     token = bearer_token(authorization)
     try:
         claims = deps.keys.verify(token, now=deps.clock.now())
@@ -36,5 +38,8 @@ def userinfo(deps: Deps, snap: Snapshot, authorization: str) -> dict[str, Any]:
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or not hmac.compare_digest(issuer.encode(), snap.issuer.url.encode()):
         log.info("userinfo: token from another issuer")
+        raise ChallengeError("invalid_token", "Invalid bearer token.", 401, _CHALLENGE)
+    if await claims_revoked(deps, claims):
+        log.info("userinfo: token revoked")
         raise ChallengeError("invalid_token", "Invalid bearer token.", 401, _CHALLENGE)
     return claims

@@ -22,11 +22,16 @@ from appliance.web.responses import (
 )
 from appliance.web.routes_api import api_routes
 from appliance.web.routes_auth import auth_routes
+from appliance.web.routes_device import device_routes
+from appliance.web.routes_logout import logout_routes
 
 log = logging.getLogger("portico.web")
 
 # Endpoints that answer in JSON (errors too), and those browsers may call from other origins.
-_JSON_ENDPOINTS = ("/token", "/userinfo", "/keys", "/.well-known/openid-configuration")
+_JSON_ENDPOINTS = (
+    "/token", "/token/introspect", "/token/revoke", "/device/code", "/userinfo", "/keys",
+    "/.well-known/openid-configuration",
+)
 _CORS_ENDPOINTS = _JSON_ENDPOINTS
 MAX_BODY_BYTES = 64 * 1024  # token and login requests are small; larger bodies are refused (413)
 
@@ -44,6 +49,8 @@ def create_app(deps: Deps, *, token_endpoint: TokenEndpoint | None = None) -> Qu
     app.register_blueprint(auth_routes(deps, pages), url_prefix=prefix or None)
     tokens = token_endpoint or TokenEndpoint()
     app.register_blueprint(api_routes(deps, pages, tokens), url_prefix=prefix or None)
+    app.register_blueprint(device_routes(deps, pages), url_prefix=prefix or None)
+    app.register_blueprint(logout_routes(deps, pages), url_prefix=prefix or None)
 
     @app.before_serving
     async def warm_up() -> None:

@@ -10,6 +10,8 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from appliance.keys.errors import KeysNotLoaded
 from appliance.oidc.deps import Deps
+from appliance.oidc.introspect import introspect
+from appliance.oidc.revoke import revoke
 from appliance.oidc.token import TokenEndpoint
 from appliance.oidc.userinfo import userinfo
 from appliance.web.responses import Pages, json_response, request_snapshot
@@ -46,9 +48,27 @@ def api_routes(deps: Deps, pages: Pages, token_endpoint: TokenEndpoint) -> Bluep
         )
         return json_response(body, no_store=True)
 
+    @bp.route("/token/introspect", methods=["POST"])
+    async def token_introspect() -> Response:
+        form = await request.form
+        body = await introspect(
+            deps, request_snapshot(deps), {key: value for key, value in form.items()},
+            request.headers.get("Authorization", ""),
+        )
+        return json_response(body, no_store=True)
+
+    @bp.route("/token/revoke", methods=["POST"])
+    async def token_revoke() -> Response:
+        form = await request.form
+        await revoke(
+            deps, request_snapshot(deps), {key: value for key, value in form.items()},
+            request.headers.get("Authorization", ""),
+        )
+        return json_response({}, no_store=True)
+
     @bp.route("/userinfo", methods=["GET", "POST"])
     async def user_info() -> Response:
-        claims = userinfo(deps, request_snapshot(deps), request.headers.get("Authorization", ""))
+        claims = await userinfo(deps, request_snapshot(deps), request.headers.get("Authorization", ""))
         return json_response(claims, no_store=True)
 
     @bp.route("/healthz", methods=["GET"])

@@ -48,12 +48,12 @@ async def test_mock_password() -> None:
 
 def test_registry_opens_known_types_and_refuses_others() -> None:
     registry = default_registry()
-    assert registry.types() == ["mockCallback", "mockPassword"]
+    assert {"mockCallback", "mockPassword"} <= set(registry.types())
     assert isinstance(registry.open("mockCallback", "m", {}), MockCallbackConnector)
     opened = registry.open("mockPassword", "p", {"username": "u", "password": "p"})
     assert isinstance(opened, MockPasswordConnector)
     with pytest.raises(KeyError):
-        registry.open("ldap", "l", {})
+        registry.open("no-such-type", "l", {})
     with pytest.raises(ValueError, match="no password"):
         registry.open("mockPassword", "p", {"username": "u"})
     with pytest.raises(ValueError):

@@ -73,7 +73,7 @@ async def redirected(deps: Deps, snap_config: Config | None = None, **overrides:
 def test_the_checks_run_in_a_fixed_order() -> None:
     assert [step.__name__ for step in az.CHECKS] == [
         "check_client", "check_redirect_uri", "check_connector_id", "check_request_object",
-        "check_pkce", "check_scopes", "check_response_type", "check_prompt",
+        "check_pkce", "check_scopes", "check_response_type", "check_prompt", "check_session",
     ]
 
 

@@ -201,14 +201,17 @@ async def test_refresh_token_only_with_offline_access_and_a_refreshing_connector
     assert "refresh_token" in mock
 
 
-async def test_one_refresh_token_per_user_connector_and_client(env: Env) -> None:
+async def test_one_refresh_token_per_device_unlike_dex(env: Env) -> None:
+    # Dex keeps one token per user, connector and client; Portico keeps one per login (device).
     first = (await env.redeem(await env.code()))["refresh_token"]
     second = (await env.redeem(await env.code()))["refresh_token"]
-    assert len(await env.deps.storage.refresh_tokens.list()) == 1
-    assert (await oauth_error(env.refresh(first))).error == "invalid_grant"
+    assert len(await env.deps.storage.refresh_tokens.list()) == 2
+    assert await env.refresh(first)
     assert await env.refresh(second)
     session = await env.deps.storage.offline_sessions.get(offline_session_key("u1", "local"))
-    assert list(session.refresh) == ["app"]
+    ids = sorted(ref.id for ref in session.refresh.values())
+    assert ids == sorted(decode_refresh_token(str(t))[0] for t in (first, second))
+    assert all(ref.client_id == "app" for ref in session.refresh.values())
 
 
 # --- refresh_token --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from grants_support import close_upstreams
 from web_harness import BASE_CONFIG, Harness, HarnessFactory, make_config
 
 from appliance.clock import FrozenClock
@@ -44,6 +45,7 @@ async def make_harness() -> AsyncIterator[HarnessFactory]:
     for harness in opened:
         await harness.app.shutdown()
         await harness.storage.close()
+    await close_upstreams()
 
 
 @pytest.fixture
