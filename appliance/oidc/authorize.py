@@ -78,14 +78,21 @@ def _go_quote(items: list[str]) -> str:
 
 
 def is_loopback_http(uri: str) -> bool:
-    """`http://localhost|127.x|[::1][:port]/...`: what a native app may use without registering."""
+    """`http://localhost|127.x|[::1][:port]/...`: what a native app may use without registering.
+
+    Anything a browser could read differently from Python is refused: a backslash (WHATWG URL treats it
+    as "/", so `http://evil\\@localhost/` goes to evil), userinfo, control characters, white space and
+    fragments.
+    """
+    if "\\" in uri or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in uri):
+        return False
     try:
         parts = urlsplit(uri)
         host = parts.hostname or ""
         _ = parts.port  # raises ValueError on a malformed port
     except ValueError:
         return False
-    if parts.scheme != "http":
+    if parts.scheme != "http" or "@" in parts.netloc or parts.fragment:
         return False
     if host == "localhost":
         return True

@@ -251,3 +251,25 @@ async def test_store_auth_request(deps: Deps) -> None:
     assert stored.expiry == deps.clock.now() + timedelta(minutes=10)
     assert len(stored.hmac_key) == 32 and stored.connector_id == "mock"
     assert stored.state == "xyz" and stored.nonce == "n" and not stored.logged_in
+
+
+@pytest.mark.parametrize(
+    ("uri", "allowed"),
+    [
+        ("http://localhost:8000/cb", True),
+        ("http://127.0.0.1/cb", True),
+        ("http://[::1]:9000/cb", True),
+        ("http://evil.example\\@localhost/cb", False),  # a browser goes to evil.example
+        ("http://user@localhost/cb", False),
+        ("http://localhost/cb#frag", False),
+        ("http://localhost/c b", False),
+        ("http://localhost/cb\r\nX: y", False),
+        ("https://localhost/cb", False),
+        ("http://localhost.evil.example/cb", False),
+        ("http://127.0.0.1.nip.io/cb", False),
+    ],
+)
+def test_loopback_redirect_uris_for_public_clients(uri: str, allowed: bool) -> None:
+    from appliance.oidc.authorize import is_loopback_http
+
+    assert is_loopback_http(uri) is allowed
