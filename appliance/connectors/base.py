@@ -74,7 +74,14 @@ class SAMLConnector(Protocol):
         ...
 
 
-class UserNotInRequiredGroupsError(ConnectorError):
+class UserRefusedError(ConnectorError):
+    """The upstream answered, and its answer refuses this user (not an outage): a 403-type page at login,
+    invalid_grant on refresh (the user was deleted or renamed, consent or the upstream grant was
+    withdrawn, or what was kept at login can never refresh: no upstream refresh token, unreadable data).
+    Any other ConnectorError is taken for an outage that may pass (HTTP 503 on refresh)."""
+
+
+class UserNotInRequiredGroupsError(UserRefusedError):
     """The upstream vouched for the user, but the user is in none of the connector's allowed groups (403)."""
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError
+from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError, UserRefusedError
 from appliance.connectors.social_config import filter_groups, read_config
 from appliance.connectors.social_http import (
     MAX_PAGES,
@@ -101,7 +101,7 @@ class CrowdConnector:
         except (ValueError, AttributeError):
             username = ""
         if not username:
-            raise ConnectorError("crowd: the stored connector data names no user")
+            raise UserRefusedError("crowd: the stored connector data names no user")
         async with self._client() as crowd:
             fresh = self._identity(await self._user(crowd, username))
             # A new SSO session for the user, without the password: it fails if the account is gone

@@ -12,7 +12,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from appliance.clock import Clock, SystemClock
-from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError
+from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError, UserRefusedError
 from appliance.connectors.social_config import filter_groups, read_config
 from appliance.connectors.social_gdirectory import (
     WILDCARD_DOMAIN,
@@ -170,7 +170,7 @@ class GoogleConnector:
     async def refresh(self, scopes: Scopes, identity: Identity) -> Identity:
         refresh_token = (identity.connector_data or b"").decode()
         if not refresh_token:
-            raise ConnectorError("google: no upstream refresh token found")
+            raise UserRefusedError("google: no upstream refresh token found")
         async with oauth_session(WHO, self._app(), self.trust, self.clock) as session:
             token = await session.refresh(refresh_token)
         return await self._identity(scopes, token, identity)

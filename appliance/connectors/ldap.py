@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import ldap3
 from ldap3.utils.conv import escape_filter_chars
 
-from appliance.connectors.base import Identity, Scopes
+from appliance.connectors.base import Identity, Scopes, UserRefusedError
 from appliance.connectors.ldap_config import LDAPConfig, parse_config
 from appliance.connectors.ldap_transport import (
     NO_SUCH_OBJECT,
@@ -32,7 +32,7 @@ T = TypeVar("T")
 _FILTER_ESCAPE = re.compile(rb"\\([0-9a-fA-F]{2})")
 
 
-class UserGone(ConnectorError):
+class UserGone(UserRefusedError):
     """Refresh found no user for the stored username, or the username now names another entry.
 
     The refresh token can never work again (answer invalid_grant); an outage is a plain ConnectorError.

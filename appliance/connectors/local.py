@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import bcrypt
 
-from appliance.connectors.base import Identity, Scopes
+from appliance.connectors.base import Identity, Scopes, UserRefusedError
 from appliance.errors import ConnectorError
 from appliance.store.models import Password
 
@@ -91,7 +91,7 @@ class LocalConnector:
         user = await self._lookup(identity.email.lower())
         # A deleted user, or a new user who took over the email, must not inherit the old session.
         if user is None or user.user_id != identity.user_id:
-            raise ConnectorError("user not found")
+            raise UserRefusedError("user not found")
         fresh = _identity(user)
         return Identity(
             user_id=identity.user_id,

@@ -26,7 +26,7 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # type: ignore[
 from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
 
 from appliance.clock import Clock
-from appliance.connectors.base import Identity, Scopes
+from appliance.connectors.base import Identity, Scopes, UserRefusedError
 from appliance.connectors.upstream_claims import decode_refresh_data, encode_refresh_data, map_identity
 from appliance.connectors.upstream_discovery import ProviderMetadata, discover
 from appliance.connectors.upstream_http import UpstreamHTTP, UpstreamRefusedError
@@ -167,7 +167,7 @@ class OIDCConnector:
         """Re-check the user with the upstream refresh token kept in connector_data; claims re-mapped."""
         refresh_token, old_id_token = decode_refresh_data(identity.connector_data)
         if not refresh_token:
-            raise ConnectorError(f"{self.label}: no upstream refresh token for this session "
+            raise UserRefusedError(f"{self.label}: no upstream refresh token for this session "
                                  "(the upstream issued none at login)")
         meta, verifier = await self._provider()
         token = await self._token(meta, "refresh_token", refresh_token=refresh_token)
@@ -183,7 +183,7 @@ class OIDCConnector:
             return replace(identity, connector_data=data)
         fresh = map_identity(self._rules, claims, data)
         if fresh.user_id != identity.user_id:
-            raise ConnectorError(f"{self.label}: the upstream answered the refresh for another user")
+            raise UserRefusedError(f"{self.label}: the upstream answered the refresh for another user")
         return fresh
 
     async def token_identity(self, subject_token_type: str, subject_token: str) -> Identity:
@@ -253,8 +253,11 @@ class OIDCConnector:
                 raise self._http.unreachable("token endpoint", url, exc) from exc
             except AuthlibOAuthError as exc:
                 what = "refresh" if grant_type == "refresh_token" else "code exchange"
-                raise ConnectorError(f"{self.label}: the upstream refused the {what}: {exc.error}"
-                                     + (f": {exc.description}" if exc.description else "")) from exc
+                # An upstream refresh token that is no longer honoured ends the grant: no outage.
+                refused = grant_type == "refresh_token" and exc.error == "invalid_grant"
+                raise (UserRefusedError if refused else ConnectorError)(
+                    f"{self.label}: the upstream refused the {what}: {exc.error}"
+                    + (f": {exc.description}" if exc.description else "")) from exc
             except ValueError as exc:
                 raise ConnectorError(f"{self.label}: the token endpoint {url} did not answer JSON") from exc
         return dict(token)

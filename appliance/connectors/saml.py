@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from appliance.clock import Clock, SystemClock
-from appliance.connectors.base import Identity, SAMLPost, Scopes
+from appliance.connectors.base import Identity, SAMLPost, Scopes, UserRefusedError
 from appliance.connectors.saml_verify import CLOCK_SKEW, Expectations, VerifiedAssertion, verify_response
 from appliance.connectors.saml_xml import (
     MAX_RESPONSE_BYTES,
@@ -280,7 +280,7 @@ class SAMLProvider:
     async def refresh(self, scopes: Scopes, identity: Identity) -> Identity:
         """SAML has no refresh: the identity cached at login (Dex main's cachedIdentity JSON) comes back."""
         if not identity.connector_data:
-            raise ConnectorError("saml: no connector data available for refresh")
+            raise UserRefusedError("saml: no connector data available for refresh")
         try:
             cached = json.loads(identity.connector_data)
             groups = tuple(str(g) for g in (cached.get("groups") or ()))
@@ -294,7 +294,7 @@ class SAMLProvider:
                 groups=groups if scopes.groups else (),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConnectorError("saml: the cached identity is unreadable") from exc
+            raise UserRefusedError("saml: the cached identity is unreadable") from exc
 
     def metadata_xml(self) -> str:
         """SP metadata for the IdP administrator: entityID, the HTTP-POST ACS at redirectURI, NameIDFormat."""

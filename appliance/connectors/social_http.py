@@ -19,6 +19,7 @@ from authlib.integrations.base_client import OAuthError  # type: ignore[import-u
 from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
 
 from appliance.clock import Clock
+from appliance.connectors.base import UserRefusedError
 from appliance.connectors.social_token import UpstreamToken, token_from_response
 from appliance.errors import ConnectorError
 
@@ -33,7 +34,7 @@ _BODY_SHOWN = 200
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
-class UpstreamDenied(ConnectorError):
+class UpstreamDenied(UserRefusedError):
     """The upstream answered, and its answer refuses this user: consent denied, no verified email,
     a domain or tenant that is not allowed. Not an outage; the user cannot log in this way."""
 
@@ -270,7 +271,9 @@ class OAuthSession(Upstream):
         except OAuthError as exc:
             # The upstream's own refusal (invalid_grant, bad_verification_code...): no secret in it.
             reason = f"{exc.error}: {exc.description or ''}".rstrip(": ")
-            raise ConnectorError(f"{self.who}: {what}: {reason}") from None
+            # A refresh token the upstream no longer honours ends the grant; it is no outage.
+            refused = exc.error == "invalid_grant" and "refresh_token" in params
+            raise (UpstreamDenied if refused else ConnectorError)(f"{self.who}: {what}: {reason}") from None
         except httpx.HTTPStatusError as exc:
             raise ConnectorError(f"{self.who}: {what}: HTTP {exc.response.status_code}") from None
         except httpx.HTTPError as exc:

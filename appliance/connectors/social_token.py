@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from appliance.errors import ConnectorError
+from appliance.connectors.base import UserRefusedError
 
 # Go's x/oauth2 treats a token as expired this long before its expiry (expiryDelta).
 EXPIRY_DELTA = timedelta(seconds=10)
@@ -91,13 +91,13 @@ def dump_token_data(
 
 def _load_object(who: str, data: bytes | None) -> dict[str, Any]:
     if not data:
-        raise ConnectorError(f"{who}: no upstream access token found")
+        raise UserRefusedError(f"{who}: no upstream access token found")
     try:
         value = json.loads(data)
     except ValueError:
-        raise ConnectorError(f"{who}: the stored connector data is not JSON") from None
+        raise UserRefusedError(f"{who}: the stored connector data is not JSON") from None
     if not isinstance(value, dict):
-        raise ConnectorError(f"{who}: the stored connector data is not a JSON object")
+        raise UserRefusedError(f"{who}: the stored connector data is not a JSON object")
     return value
 
 
@@ -112,7 +112,7 @@ def load_token_data(who: str, data: bytes | None) -> UpstreamToken:
         parse_go_time(value.get("expiry")),
     )
     if not token.access_token and not token.refresh_token:
-        raise ConnectorError(f"{who}: no upstream access token found")
+        raise UserRefusedError(f"{who}: no upstream access token found")
     return token
 
 
@@ -136,5 +136,5 @@ def load_oauth2_token(who: str, data: bytes | None) -> UpstreamToken:
         parse_go_time(value.get("expiry")),
     )
     if not token.access_token and not token.refresh_token:
-        raise ConnectorError(f"{who}: no upstream access token found")
+        raise UserRefusedError(f"{who}: no upstream access token found")
     return token

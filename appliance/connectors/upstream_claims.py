@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from appliance.connectors.base import Identity, UserNotInRequiredGroupsError
+from appliance.connectors.base import Identity, UserNotInRequiredGroupsError, UserRefusedError
 from appliance.errors import ConnectorError
 
 
@@ -216,6 +216,6 @@ def decode_refresh_data(connector_data: bytes | None) -> tuple[str, str]:
         raw = data.get("RefreshToken") if isinstance(data, dict) else None
         refresh = base64.b64decode(raw, validate=True).decode() if isinstance(raw, str) else ""
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ConnectorError("oidc: failed to unmarshal connector data") from exc
+        raise UserRefusedError("oidc: failed to unmarshal connector data") from exc
     id_token = data.get("IDToken")
     return refresh, id_token if isinstance(id_token, str) else ""

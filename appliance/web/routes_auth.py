@@ -5,18 +5,21 @@ from __future__ import annotations
 from dataclasses import asdict
 from urllib.parse import quote, urlencode
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Quart, Response, request
+from quart.blueprints import BlueprintSetupState
 
+from appliance.connectors.base import SAMLPost
 from appliance.errors import DisplayedError
 from appliance.oidc.approval import (
     AuthResult,
     after_login,
+    approval_needed,
     approval_page,
     complete,
     deny,
     load_approval,
-    needs_approval,
 )
+from appliance.oidc.consent import remember_consent
 from appliance.oidc.deps import Deps, Snapshot
 from appliance.oidc.login import (
     handle_callback,
@@ -25,8 +28,13 @@ from appliance.oidc.login import (
     start_login,
     submit_password,
 )
+from appliance.oidc.sessions import start_session
+from appliance.store.models import AuthRequest
 from appliance.web import csrf
 from appliance.web.responses import Pages, redirect, request_snapshot
+from appliance.web.routes_saml import saml_post_page, saml_routes
+from appliance.web.sessioncookie import current_session, set_session_cookie
+from appliance.web.upstream_edge import refusals_shown, strip_untrusted_headers
 
 _CSRF_FAILED = DisplayedError(
     "Bad request", "The form has expired or did not come from this site. Go back, reload and try again.",
@@ -41,6 +49,14 @@ async def _args_and_form() -> list[tuple[str, str]]:
         form = await request.form
         params += list(form.items(multi=True))
     return params
+
+
+def _headers() -> dict[str, str]:
+    """The request's headers by lowercase name, the first of repeated ones (as Go's Header.Get)."""
+    found: dict[str, str] = {}
+    for name, value in request.headers.items():
+        found.setdefault(name.lower(), value)
+    return found
 
 
 def _first(params: list[tuple[str, str]]) -> dict[str, str]:
@@ -66,10 +82,20 @@ def auth_routes(deps: Deps, pages: Pages) -> Blueprint:
             return await pages.page(snap, "oob.html", code=result.oob_code)
         return redirect(result.redirect, 303)
 
+    async def logged_in(snap: Snapshot, auth_req: AuthRequest) -> Response:
+        """A fresh login: start the SSO session (its cookie replaces any earlier one), then go on."""
+        auth_req, cookie = await start_session(deps, auth_req)
+        response = await finish(snap, await after_login(deps, snap, auth_req))
+        set_session_cookie(response, snap, cookie)
+        return response
+
     @bp.route("/auth", methods=["GET", "POST"])
     async def authorize() -> Response:
         snap = request_snapshot(deps)
-        picker = await pick_connector(deps, snap, await _args_and_form())
+        session = await current_session(deps, snap, request)
+        picker = await pick_connector(deps, snap, await _args_and_form(), session)
+        if picker.sso is not None:
+            return await finish(snap, await after_login(deps, snap, picker.sso))
         if picker.redirect:
             return redirect(picker.redirect, 302)
         return await pages.page(
@@ -80,7 +106,14 @@ def auth_routes(deps: Deps, pages: Pages) -> Blueprint:
     @bp.route("/auth/<connector_id>", methods=["GET"])
     async def connector_login(connector_id: str) -> Response:
         snap = request_snapshot(deps)
-        target = await start_login(deps, snap, connector_id, _first(list(request.args.items(multi=True))))
+        session = await current_session(deps, snap, request)
+        target = await start_login(
+            deps, snap, connector_id, _first(list(request.args.items(multi=True))), session
+        )
+        if isinstance(target, AuthRequest):
+            return await finish(snap, await after_login(deps, snap, target))
+        if isinstance(target, SAMLPost):
+            return await saml_post_page(pages, snap, target)
         return redirect(target, 302)
 
     @bp.route("/auth/<connector_id>/login", methods=["GET", "POST"])
@@ -94,9 +127,11 @@ def auth_routes(deps: Deps, pages: Pages) -> Blueprint:
         if request.method == "POST":
             form = await _check_csrf(snap)
             username = form.get("login", "")
-            auth_req = await submit_password(deps, snap, login, username, form.get("password", ""))
+            auth_req = await refusals_shown(
+                submit_password(deps, snap, login, username, form.get("password", ""))
+            )
             if auth_req is not None:
-                return await finish(snap, await after_login(deps, snap, auth_req))
+                return await logged_in(snap, auth_req)
         return await pages.form_page(
             snap, request, "password.html", post_url=post_url, username_prompt=login.prompt,
             username=username, invalid=request.method == "POST", back_url=login.back_url,
@@ -108,8 +143,8 @@ def auth_routes(deps: Deps, pages: Pages) -> Blueprint:
     async def callback(connector_id: str | None = None) -> Response:
         snap = request_snapshot(deps)
         params = _first(list(request.args.items(multi=True)))
-        auth_req = await handle_callback(deps, snap, connector_id, params)
-        return await finish(snap, await after_login(deps, snap, auth_req))
+        auth_req = await refusals_shown(handle_callback(deps, snap, connector_id, params, _headers()))
+        return await logged_in(snap, auth_req)
 
     @bp.route("/approval", methods=["GET", "POST"])
     async def approval() -> Response:
@@ -119,9 +154,11 @@ def auth_routes(deps: Deps, pages: Pages) -> Blueprint:
             auth_req = await load_approval(deps, snap, form.get("req", ""), form.get("hmac", ""))
             if form.get("approval") != "approve":
                 raise await deny(deps, auth_req)
+            if form.get("remember") == "on":  # the checkbox (unchecked unless the user ticks it)
+                await remember_consent(deps, auth_req)
             return await finish(snap, await complete(deps, snap, auth_req))
         auth_req = await load_approval(deps, snap, request.args.get("req", ""), request.args.get("hmac", ""))
-        if not needs_approval(snap, auth_req):
+        if not await approval_needed(deps, snap, auth_req):
             return await finish(snap, await complete(deps, snap, auth_req))
         page = await approval_page(deps, snap, auth_req)
         return await pages.form_page(
@@ -129,4 +166,12 @@ def auth_routes(deps: Deps, pages: Pages) -> Blueprint:
             client_name=page.client_name, scopes=page.scopes, req=auth_req.id, hmac=page.hmac,
         )
 
+    # Upstream logins at the edge: the SAML POST binding, and authproxy headers trusted on one path only.
+    bp.register_blueprint(saml_routes(deps, logged_in))
+
+    def install_header_strip(state: BlueprintSetupState) -> None:
+        assert isinstance(state.app, Quart)
+        strip_untrusted_headers(state.app, deps)
+
+    bp.record_once(install_header_strip)
     return bp

@@ -91,11 +91,12 @@ def new_key(kid: str) -> RSAKey:
     return RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"}, private=True)
 
 
-def client(client_id: str, auth_method: str = "client_secret_basic", secret: str = SECRET) -> dict[str, Any]:
+def client(client_id: str, auth_method: str = "client_secret_basic", secret: str = SECRET,
+           redirect_uri: str = CALLBACK) -> dict[str, Any]:
     return {
         "client_id": client_id,
         "client_secret": secret,
-        "redirect_uris": [CALLBACK],
+        "redirect_uris": [redirect_uri],
         "post_logout_redirect_uris": ["http://127.0.0.1:5556/dex/logout/callback"],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
@@ -161,6 +162,8 @@ class UpstreamOP:
     key: RSAKey = field(default_factory=lambda: new_key("key-a"))
     accounts: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_ACCOUNTS))
     tls: TLSFiles | None = None  # serve HTTPS with this certificate
+    # The registered clients; a real Portico on another port needs one with its own callback URL.
+    clients: list[dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_CLIENTS))
     process: subprocess.Popen[bytes] | None = None
     started: bool = False
 
@@ -199,7 +202,7 @@ class UpstreamOP:
             "issuer": self.issuer,
             "port": self.port,
             "jwks": {"keys": [self.key.as_dict(private=True)]},
-            "clients": DEFAULT_CLIENTS,
+            "clients": self.clients,
             "postOnlyClients": ["portico-post"],
             "accountsFile": str(self.workdir / "accounts.json"),
             "cookieKeys": ["test-cookie-key-one", "test-cookie-key-two"],
