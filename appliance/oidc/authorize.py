@@ -235,7 +235,8 @@ async def check_prompt(c: _Check) -> None:
         raise c.fail("invalid_request",
                      "Invalid prompt parameter: 'none' cannot be combined with other values")
     max_age = c.get("max_age")
-    if max_age and (not max_age.isdigit()):
+    # ASCII digits only (str.isdigit() also takes "²"), and no more than ~317 years, which timedelta holds.
+    if max_age and not (max_age.isascii() and max_age.isdigit() and len(max_age) <= 10):
         raise c.fail("invalid_request", f"Invalid max_age value {json.dumps(max_age)}")
     c.prompts = frozenset(prompts)
     c.force_approval = c.get("approval_prompt") == "force" or "consent" in prompts
