@@ -1,6 +1,7 @@
 """The physical limits beside the workloads, each on one pinned core: JWT signatures per second
 (joserfc for Portico, node:crypto for the peer), bcrypt cost-10 checks per second, and a do-nothing
-route on each side's HTTP stack (Quart on Hypercorn through Portico's own adapter; node:http).
+route on each side's HTTP stack (Portico's own adapter with Granian or Hypercorn, under Quart or as bare
+ASGI as the fast path answers; node:http).
 
 `python -m bench.ceilings sign|bcrypt|hello …` runs one measurement in this process (the harness
 starts it under `taskset`)."""
@@ -67,8 +68,17 @@ def bcrypt_rate(cost: int, seconds: float) -> float:
     return _rate(lambda: bcrypt.checkpw(b"bench-password", hashed), seconds)
 
 
-def serve_hello(port: int) -> None:
-    """A Quart app with one route answering fixed bytes, served by Portico's Hypercorn adapter."""
+async def _bare(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The fast path's floor: fixed bytes from a plain ASGI callable, no framework."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(HELLO_BODY)).encode())]})
+    await send({"type": "http.response.body", "body": HELLO_BODY})
+
+
+def serve_hello(port: int, server: str = "hypercorn", kind: str = "quart") -> None:
+    """One route answering fixed bytes (a Quart app, or bare ASGI), served by Portico's adapter."""
     from quart import Quart, Response
 
     from appliance.web.server import Listener, serve
@@ -83,7 +93,8 @@ def serve_hello(port: int) -> None:
         shutdown = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, shutdown.set)
-        await serve(app, [Listener(f"127.0.0.1:{port}")], shutdown)
+        target = _bare if kind == "bare" else app
+        await serve(target, [Listener(f"127.0.0.1:{port}")], shutdown, server=server)
 
     try:
         import uvloop
@@ -100,7 +111,7 @@ def main(argv: list[str]) -> int:
     elif what == "bcrypt":
         print(json.dumps({"rate": bcrypt_rate(int(argv[1]), float(argv[2]))}))
     elif what == "hello":
-        serve_hello(int(argv[1]))
+        serve_hello(int(argv[1]), *argv[2:4])
     else:
         print(f"unknown measurement {what!r}", file=sys.stderr)
         return 2

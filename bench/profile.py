@@ -15,7 +15,7 @@ _PY_CATEGORIES = (
     ("signing (joserfc/cryptography)", ("joserfc", "cryptography")),
     ("bcrypt", ("bcrypt",)),
     ("database (aiosqlite/sqlite3)", ("aiosqlite", "sqlite3")),
-    ("HTTP server (Hypercorn/h11)", ("hypercorn", "h11", "h2")),
+    ("HTTP server (Granian, Hypercorn/h11)", ("granian", "hypercorn", "h11", "h2")),
     ("framework (Quart/Werkzeug)", ("quart", "werkzeug", "flask", "blinker", "jinja2", "markupsafe")),
     ("Portico (appliance)", ("appliance",)),
     ("event loop, threads", ("asyncio", "uvloop", "selectors", "threading", "concurrent", "queue")),

@@ -29,6 +29,8 @@ def ceiling(bound: str, signatures: int, rates: dict[str, float | None]) -> floa
         return rate / signatures if rate and signatures else None
     if bound == "bcrypt":
         return rates.get("bcrypt")
+    if bound == "fastpath":
+        return rates.get("hello_bare") or rates.get("hello")
     return rates.get("hello")
 
 
@@ -67,8 +69,12 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Ceilings on one core: signing {s['algorithm']} Python/joserfc {_fmt(py.get('sign'))}/s, "
         f"node {_fmt(node.get('sign'))}/s; bcrypt Python {_fmt(py.get('bcrypt'), 1)}/s, "
-        f"node {_fmt(node.get('bcrypt'), 1)}/s; do-nothing route Quart+Hypercorn "
-        f"{_fmt(py.get('hello'))}/s, node:http {_fmt(node.get('hello'))}/s.",
+        f"node {_fmt(node.get('bcrypt'), 1)}/s; do-nothing route: Quart on {s.get('server', 'hypercorn')} "
+        f"{_fmt(py.get('hello'))}/s"
+        + (f", Quart on {s['compare_server']} {_fmt(py.get('hello_compare'))}/s"
+           if s.get("compare_server") else "")
+        + (f", bare ASGI on {s.get('server')} {_fmt(py.get('hello_bare'))}/s" if py.get("hello_bare") else "")
+        + f", node:http {_fmt(node.get('hello'))}/s.",
         "",
     ]
     for variant in result["portico_variants"]:
@@ -136,7 +142,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Cells are Portico / peer (**ratio Portico / peer**); for req/s higher is better, for the "
         'others lower. "of ceiling" is req/s divided by the ceiling of what bounds the workload '
-        "(signatures per request, bcrypt, or the do-nothing route).",
+        "(signatures per request, bcrypt, or the do-nothing route: bare ASGI for the fast path's "
+        "discovery and JWKS, Quart for the rest).",
     ]
     return "\n".join(lines) + "\n"
 

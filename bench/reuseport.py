@@ -1,20 +1,18 @@
-"""Runs `portico` with its listening socket marked SO_REUSEPORT, so several processes share one port.
+"""Runs `portico` with its listening sockets marked SO_REUSEPORT, so several processes share one port.
 
 Portico has no worker option yet. The benchmark's "one worker per core" figures start one of these per
-core, on one shared database. Hypercorn sets SO_REUSEPORT on the sockets it creates exactly when its
-config asks for more than one worker; nothing else in `worker_serve` reads that number (it is the
-serving loop of one worker), so raising the class default changes only the socket option.
+core, on one shared database. `appliance.web.server.REUSE_PORT` is the adapter's switch for exactly this
+(with either web.server); it is not a setting, since two Porticos on one port are otherwise a mistake.
 """
 
 from __future__ import annotations
 
 import sys
 
-import hypercorn.config
-
+import appliance.web.server
 from appliance.cli.main import main
 
-hypercorn.config.Config.workers = 2
+appliance.web.server.REUSE_PORT = True
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -35,6 +35,9 @@ from bench.servers import (
 )
 from bench.workloads import BY_NAME, LOGIN_CONNECTIONS, WORKLOADS, Budget, NotSupported, Workload
 
+SERVERS = ("granian", "hypercorn")  # appliance.web.server.SERVERS, without importing the app here
+DEFAULT_SERVER = "granian"
+
 QUICK_SECONDS = 2.0
 FULL_SECONDS = 10.0
 MULTI_WORKLOADS = ("discovery", "client_credentials", "refresh_token", "authorization_code", "userinfo")
@@ -68,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
         help="Portico workers for the one-per-core round (0 or 1: skip it)",
     )
     p.add_argument("--no-binary", action="store_true", help="skip dist/portico even when it is built")
+    p.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
+                   help=f"Portico's web.server (default {DEFAULT_SERVER})")
+    p.add_argument("--compare-server", choices=SERVERS,
+                   help="also measure Portico with this web.server (variant portico-NAME)")
     p.add_argument("--server-cpu", default="0", help="core the servers are pinned to")
     p.add_argument("--wrk-cpu", default="1", help="core wrk is pinned to")
     p.add_argument(
@@ -157,7 +164,13 @@ def measure_ceilings(args: argparse.Namespace) -> dict[str, dict[str, float | No
     node["other_alg_sign"] = round(node_all["ES256" if args.alg == "RS256" else "RS256"], 1)
     hello_s = QUICK_SECONDS if args.quick else 5.0
     port = free_port()
-    python["hello"] = _hello_rps([*py, "hello", str(port)], port, args, hello_s)
+    python["hello"] = _hello_rps([*py, "hello", str(port), args.server], port, args, hello_s)
+    port = free_port()
+    python["hello_bare"] = _hello_rps([*py, "hello", str(port), args.server, "bare"], port, args, hello_s)
+    if args.compare_server:
+        port = free_port()
+        python["hello_compare"] = _hello_rps([*py, "hello", str(port), args.compare_server], port, args,
+                                             hello_s)
     port = free_port()
     node["hello"] = _hello_rps(["node", str(PEER_DIR / "hello.mjs"), str(port)], port, args, hello_s)
     return {"python": python, "node": node}
@@ -239,7 +252,12 @@ def _versions(servers: list[Server]) -> dict[str, str]:
 
 
 def _side(rates: dict[str, dict[str, float | None]], server: Server) -> dict[str, float | None]:
-    return rates["node" if server.flavor == "peer" else "python"]
+    if server.flavor == "peer":
+        return rates["node"]
+    python = rates["python"]
+    if getattr(server, "variant", False) and "hello_compare" in python:  # the --compare-server variant
+        return {**python, "hello": python["hello_compare"], "hello_bare": None}
+    return python
 
 
 async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -252,9 +270,14 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         password=password,
         password_hash=bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode(),
     )
-    servers: list[Server] = [PorticoServer(workdir, fixture, [args.server_cpu], storage=args.storage)]
+    servers: list[Server] = [PorticoServer(workdir, fixture, [args.server_cpu], storage=args.storage,
+                                           server=args.server)]
+    if args.compare_server:
+        servers.append(PorticoServer(workdir, fixture, [args.server_cpu], storage=args.storage,
+                                     server=args.compare_server, variant=True))
     if BINARY.is_file() and not args.no_binary:
-        servers.append(PorticoServer(workdir, fixture, [args.server_cpu], binary=True, storage=args.storage))
+        servers.append(PorticoServer(workdir, fixture, [args.server_cpu], binary=True, storage=args.storage,
+                                     server=args.server))
     peer = PeerServer(workdir, fixture, [args.server_cpu])
     if args.profile:
         peer.profile_dir = workdir / "peer-profiles"
@@ -274,6 +297,8 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "server_cpus": args.server_cpu,
             "wrk_cpus": args.wrk_cpu,
             "portico_storage": args.storage,
+            "server": args.server,
+            "compare_server": args.compare_server,
             "users": fixture.users,
             "login_connections": min(LOGIN_CONNECTIONS, args.connections),
             "binary": "measured" if any(getattr(s, "binary", False) for s in servers) else "not built",
@@ -355,7 +380,8 @@ async def _multi(
 ) -> dict[str, Any]:
     """Portico with one worker per core on one database; wrk shares the cores (there is no spare one)."""
     server = PorticoServer(
-        workdir, fixture, [str(i) for i in range(args.workers)], workers=args.workers, storage=args.storage
+        workdir, fixture, [str(i) for i in range(args.workers)], workers=args.workers, storage=args.storage,
+        server=args.server,
     )
     prep = Prep(server)
     out: dict[str, Any] = {"workers": args.workers, "workloads": {}}

@@ -196,12 +196,18 @@ class PorticoServer(Server):
         binary: bool = False,
         workers: int = 1,
         storage: str = "sqlite3",
+        server: str = "granian",
+        variant: bool = False,
     ) -> None:
         self.binary = binary
         self.workers = workers
         self.storage = storage
+        self.server = server  # web.server
+        self.variant = variant
         super().__init__(workdir, fixture, cpus)
         self.name = "portico-binary" if binary else ("portico" if workers == 1 else f"portico-{workers}w")
+        if variant:  # a second package variant beside "portico", named after its server
+            self.name = f"portico-{server}"
 
     def _paths(self) -> Paths:
         return Paths(
@@ -228,7 +234,7 @@ class PorticoServer(Server):
         config = {
             "issuer": f"http://127.0.0.1:{self.port}/dex",
             "storage": storage,
-            "web": {"http": f"127.0.0.1:{self.port}"},
+            "web": {"http": f"127.0.0.1:{self.port}", "server": self.server},
             "signer": {"type": "local", "config": {"keysRotationPeriod": "6h", "algorithm": f.alg}},
             "oauth2": {
                 "skipApprovalScreen": True,

@@ -103,7 +103,8 @@ def _listeners(config: Config) -> list[Listener]:
     if config.web.http:
         listeners.append(Listener(config.web.http))
     if config.web.https:
-        listeners.append(Listener(config.web.https, config.web.tls_cert, config.web.tls_key))
+        listeners.append(Listener(config.web.https, config.web.tls_cert, config.web.tls_key,
+                                  config.web.tls_min_version))
     return listeners
 
 
@@ -112,10 +113,12 @@ def _telemetry_listeners(config: Config) -> list[Listener]:
 
 
 async def _serve_all(apps: list[tuple[ASGIApp, list[Listener]]], shutdown: asyncio.Event,
-                     on_ready: Callable[[], None]) -> None:
-    """Serve each app on its listeners in this loop; `on_ready` once all are bound. If one cannot
-    start (or fails), the others are stopped too and the error propagates."""
-    from appliance.web.server import serve
+                     on_ready: Callable[[], None], server: str = "") -> None:
+    """Serve each app on its listeners in this loop with `server` (web.server); `on_ready` once all are
+    bound. If one cannot start (or fails), the others are stopped too and the error propagates."""
+    from appliance.web.server import resolve_server, serve
+
+    server = resolve_server(server)  # once, so a fallback to hypercorn is logged once
 
     waiting = len(apps)
 
@@ -125,7 +128,8 @@ async def _serve_all(apps: list[tuple[ASGIApp, list[Listener]]], shutdown: async
         if waiting == 0:
             on_ready()
 
-    tasks = [asyncio.create_task(serve(app, listeners, shutdown, on_ready=one_ready), name=f"serve-{i}")
+    tasks = [asyncio.create_task(serve(app, listeners, shutdown, on_ready=one_ready, server=server),
+                                 name=f"serve-{i}")
              for i, (app, listeners) in enumerate(apps)]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -193,6 +197,7 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
     from appliance.telemetry.metrics import AdminCollector, Telemetry
     from appliance.telemetry.middleware import TelemetryMiddleware, TrustedProxies, route_resolver
     from appliance.web.app import create_app
+    from appliance.web.fastpath import FastPath
 
     dev = path is None
     clock = SystemClock()
@@ -243,8 +248,10 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
             # Runs after the app's own tagging: its "[id]" log prefixes and header use the middleware's id.
             g.request_id = current_request_id()
 
+        # Outermost the middleware (request id, metrics by the app's route patterns), then the fast path
+        # for the precomputed documents, then the Quart app.
         public = TelemetryMiddleware(
-            app, telemetry.http, route_resolver(app.url_map, deps.snapshot.issuer.path),
+            FastPath(app, deps), telemetry.http, route_resolver(app.url_map, deps.snapshot.issuer.path),
             trusted=TrustedProxies(lambda: deps.snapshot.config.web.client_remote_ip.trusted_proxies))
         logging.getLogger("portico.oidc.login").addFilter(login_observer)
 
@@ -308,7 +315,7 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
         telemetry_listeners = _telemetry_listeners(config)
         if telemetry_listeners:
             apps.append((TelemetryApp(telemetry.render, readiness), telemetry_listeners))
-        await _serve_all(apps, shutdown, ready)
+        await _serve_all(apps, shutdown, ready, config.web.server)
         log.info("stopped")
         return 0
     finally:

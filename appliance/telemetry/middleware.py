@@ -12,7 +12,7 @@ from typing import Any
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, RequestRedirect
 
-from appliance.telemetry.context import is_sane_request_id, new_request_id, request_id_var
+from appliance.telemetry.context import RequestIds, is_sane_request_id, request_id_var
 from appliance.telemetry.metrics import HTTPStats
 
 __all__ = ["DEX_VARIABLES", "OTHER", "ASGIApp", "TelemetryMiddleware", "TrustedProxies", "route_resolver"]
@@ -113,6 +113,7 @@ class TelemetryMiddleware:
         self._route = route
         self._trusted = trusted
         self._timer = timer
+        self._new_id = RequestIds()
 
     def _request_id(self, scope: Scope) -> str:
         client = scope.get("client")
@@ -123,7 +124,7 @@ class TelemetryMiddleware:
                     if is_sane_request_id(incoming):
                         return incoming
                     break
-        return new_request_id()
+        return self._new_id()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,7 +143,8 @@ class TelemetryMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 status = int(message["status"])
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _HEADER]
+                # ASGI response header names are lowercase, so a plain comparison finds the app's own.
+                headers = [item for item in message.get("headers", ()) if item[0] != _HEADER]
                 headers.append(header)
                 message = {**message, "headers": headers}
             elif kind == "http.response.body":

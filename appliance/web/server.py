@@ -1,20 +1,32 @@
-"""The ASGI server adapter: the only module that knows which server runs the app (Hypercorn today)."""
+"""The ASGI server adapter: the only module that knows which server runs the app (Granian or Hypercorn)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from hypercorn.asyncio.run import worker_serve
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.utils import wrap_app
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from appliance.errors import PorticoError
 
+if TYPE_CHECKING:
+    from hypercorn.config import Config as HypercornConfig
+
 log = logging.getLogger("portico.server")
+
+# Both run inside this process's event loop. Granian's embedded server parses HTTP in Rust and serves
+# the benchmark's light endpoints several times faster on one core (bench/README.md has the figures);
+# Hypercorn stays supported (pure Python, no native code) and is the fallback where Granian is missing.
+SERVERS = ("granian", "hypercorn")
+DEFAULT_SERVER = "granian"
+BACKLOG = 1024  # connections the kernel queues before accept
+MAX_CONNECTIONS = 4096  # Granian's backpressure: open connections served at once per listener
+# Several processes on one port (the benchmark's one-worker-per-core launcher sets it; not a setting).
+REUSE_PORT = False
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,7 @@ class Listener:
     address: str  # "host:port"
     tls_cert: str = ""
     tls_key: str = ""
+    tls_min_version: str = ""  # "1.2" or "1.3"; "" = 1.2 (Dex's default). Granian only: Hypercorn is 1.2.
 
     @property
     def tls(self) -> bool:
@@ -38,7 +51,181 @@ class ListenError(PorticoError):
     """A listener could not be opened (address in use, permission denied, bad TLS files)."""
 
 
+class ServerError(PorticoError):
+    """The app failed its start-up, or the server stopped without being asked to."""
+
+
+def resolve_server(name: str) -> str:
+    """The server that will run: `name` ("" = the default), or Hypercorn when Granian is not installed."""
+    name = name or DEFAULT_SERVER
+    if name not in SERVERS:
+        raise ServerError(f'unknown web server "{name}"; one of {", ".join(SERVERS)}')
+    if name == "granian":
+        try:
+            import granian  # noqa: F401
+        except ImportError:
+            log.warning("web.server is granian but granian is not installed: serving with hypercorn")
+            return "hypercorn"
+    return name
+
+
+async def serve(
+    app: Any,
+    listeners: list[Listener],
+    shutdown: asyncio.Event,
+    *,
+    graceful_timeout: float = 10.0,
+    on_ready: Callable[[], None] | None = None,
+    server: str = "",
+) -> None:
+    """Serve `app` on every listener until `shutdown` is set, then finish requests in flight.
+
+    The sockets are bound before serving starts, so a bad address fails here with a clear error and
+    `on_ready` runs only once every listener accepts connections.
+    """
+    if resolve_server(server) == "granian":
+        await _serve_granian(app, listeners, shutdown, graceful_timeout, on_ready)
+    else:
+        await _serve_hypercorn(app, listeners, shutdown, graceful_timeout, on_ready)
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    # As Hypercorn reads its binds: "[::1]:5556" -> ("::1", 5556); ":5556" -> ("", 5556), every address.
+    host, _, port = address.replace("[", "").replace("]", "").rpartition(":")
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ListenError(f'invalid listen address "{address}" (expected host:port)') from None
+
+
+def _bind(listeners: list[Listener]) -> list[socket.socket]:
+    """Bound, listening, non-blocking sockets, one per listener (all closed again if one fails)."""
+    sockets: list[socket.socket] = []
+    try:
+        for item in listeners:
+            host, port = _split_address(item.address)
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if REUSE_PORT:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.listen(BACKLOG)  # from here connections queue instead of being refused
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(f"cannot listen on {', '.join(item.url for item in listeners)}: {exc}") from exc
+    except ListenError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+class _QuietEmbedded(logging.Filter):
+    """Drops the warning Granian logs each time an embedded server starts (embedding is what we do)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "experimental" not in record.getMessage()
+
+
+# Granian configures logging with dictConfig when a server is built; an incremental config only sets its
+# logger's level, and leaves the process's handlers (our formatter, request ids, redaction) alone.
+_GRANIAN_LOGGING: dict[str, Any] = {"incremental": True, "formatters": {}, "handlers": {}, "loggers": {}}
+
+
+def _granian_servers(app: Any, listeners: list[Listener], graceful_timeout: float) -> list[Any]:
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols, TaskImpl
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    class Embedded(Server):
+        """Granian's embedded server on a socket this module bound (Granian would bind its own with
+        SO_REUSEPORT, so a second Portico on the same port would start silently instead of failing)."""
+
+        holder: Any = None
+
+        def _init_shared_socket(self) -> None:
+            self._ssp = None
+            self._shd = self.holder
+
+    granian_log = logging.getLogger("_granian")
+    if not any(isinstance(item, _QuietEmbedded) for item in granian_log.filters):
+        granian_log.addFilter(_QuietEmbedded())
+    servers = []
+    for item in listeners:
+        host, port = _split_address(item.address)
+        tls: dict[str, Any] = {}
+        if item.tls:
+            version = SSLProtocols.tls13 if item.tls_min_version == "1.3" else SSLProtocols.tls12
+            tls = {"ssl_cert": Path(item.tls_cert), "ssl_key": Path(item.tls_key),
+                   "ssl_protocol_min": version}
+        try:
+            embedded = Embedded(
+                app, address=host, port=port, interface=Interfaces.ASGINL,  # the lifespan is run below
+                http=HTTPModes.auto, websockets=False, backlog=BACKLOG, backpressure=MAX_CONNECTIONS,
+                runtime_threads=1, task_impl=TaskImpl.asyncio,
+                http1_settings=HTTP1Settings(header_read_timeout=30_000, keep_alive=True),
+                log_level=LogLevels.warning, log_dictconfig=_GRANIAN_LOGGING, log_access=False, **tls,
+            )
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ListenError(f"cannot set up the TLS listener {item.url}: {exc}") from exc
+        # Past this bound, stopping stops waiting for requests in flight (Granian then raises TimeoutError).
+        embedded.workers_kill_timeout = graceful_timeout  # type: ignore[assignment]
+        servers.append(embedded)
+    return servers
+
+
+async def _serve_granian(app: Any, listeners: list[Listener], shutdown: asyncio.Event,
+                         graceful_timeout: float, on_ready: Callable[[], None] | None) -> None:
+    from granian._granian import SocketHolder
+    from granian.asgi import LifespanProtocol
+
+    servers = _granian_servers(app, listeners, graceful_timeout)
+    sockets = _bind(listeners)
+    # One lifespan for all listeners (Quart's before_serving runs once), before the first request.
+    lifespan = LifespanProtocol(app)  # type: ignore[no-untyped-call]
+    await lifespan.startup()  # type: ignore[no-untyped-call]
+    if lifespan.interrupt:
+        for sock in sockets:
+            sock.close()
+        raise ServerError(f"the web app failed to start: {lifespan.exc or 'lifespan startup failed'}")
+    holder: Any = SocketHolder  # its stub omits the constructor, which differs on Linux
+    linux = sys.platform.startswith(("linux", "freebsd"))
+    for embedded, sock in zip(servers, sockets, strict=True):
+        # Granian takes the descriptor over (and closes it when it stops).
+        embedded.holder = holder(sock.detach(), False, BACKLOG) if linux else holder(sock.detach(), False)
+    tasks = [asyncio.create_task(embedded.serve(), name=f"granian-{i}") for i, embedded in enumerate(servers)]
+    stopping = asyncio.create_task(shutdown.wait(), name="granian-shutdown")
+    for item in listeners:
+        log.info("listening on %s", item.url)
+    if on_ready is not None:
+        on_ready()
+    try:
+        await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this task is cancelled: the servers stop before it ends
+        stopping.cancel()
+        unexpected = not shutdown.is_set()
+        for embedded in servers:
+            embedded.stop()  # stop accepting; each worker then finishes its connections' requests
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, TimeoutError):
+                log.warning("requests still in flight after %.1f s: no longer waited for", graceful_timeout)
+            elif isinstance(result, BaseException):
+                log.error("the web server failed: %r", result)
+        await lifespan.shutdown()  # type: ignore[no-untyped-call]
+    if unexpected:
+        urls = ", ".join(item.url for item in listeners)
+        raise ServerError(f"the web server on {urls} stopped unexpectedly")
+
+
 def _hypercorn_config(listeners: list[Listener], graceful_timeout: float) -> HypercornConfig:
+    from hypercorn.config import Config as HypercornConfig
+
     tls = [item for item in listeners if item.tls]
     plain = [item for item in listeners if not item.tls]
     if len({(item.tls_cert, item.tls_key) for item in tls}) > 1:
@@ -48,6 +235,8 @@ def _hypercorn_config(listeners: list[Listener], graceful_timeout: float) -> Hyp
     config.accesslog = None
     config.errorlog = logging.getLogger("portico.hypercorn")
     config.keep_alive_timeout = 75
+    if REUSE_PORT:
+        config.workers = 2  # Hypercorn sets SO_REUSEPORT exactly when it is told of several workers
     if tls:
         config.certfile = tls[0].tls_cert
         config.keyfile = tls[0].tls_key
@@ -58,19 +247,11 @@ def _hypercorn_config(listeners: list[Listener], graceful_timeout: float) -> Hyp
     return config
 
 
-async def serve(
-    app: Any,
-    listeners: list[Listener],
-    shutdown: asyncio.Event,
-    *,
-    graceful_timeout: float = 10.0,
-    on_ready: Callable[[], None] | None = None,
-) -> None:
-    """Serve `app` on every listener until `shutdown` is set, then finish requests in flight.
+async def _serve_hypercorn(app: Any, listeners: list[Listener], shutdown: asyncio.Event,
+                           graceful_timeout: float, on_ready: Callable[[], None] | None) -> None:
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.utils import wrap_app
 
-    The sockets are bound before serving starts, so a bad address fails here with a clear error and
-    `on_ready` runs only once every listener accepts connections.
-    """
     config = _hypercorn_config(listeners, graceful_timeout)
     try:
         if config.ssl_enabled:
