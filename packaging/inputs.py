@@ -1,6 +1,6 @@
 """The build's input digest: what dist/portico was built from, so a build can be reused when nothing changed.
 
-Run as a script it prints the digest; build.sh stores it in dist/portico.stamp and tests/dist loads this
+Run as a script it prints the digest; build.sh stores it in dist/portico.stamp and tests/binary loads this
 file by path to compare. Contents are hashed rather than modification times compared: files edited while
 a build runs, or restored to an older state, still make the next check ask for a new build.
 """

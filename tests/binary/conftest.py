@@ -1,4 +1,4 @@
-"""tests/dist runs first: its build of dist/portico takes minutes, so it starts while the rest runs."""
+"""tests/binary runs first: its build of dist/portico takes minutes, so it starts while the rest runs."""
 
 from __future__ import annotations
 

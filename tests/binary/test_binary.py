@@ -3,7 +3,7 @@
 The copy runs from a temporary folder with PATH=/usr/bin:/bin and no PYTHON* variables, so nothing of
 this checkout or its virtualenv can stand in for what the binary should hold. Slow: the build takes
 about 2-3 minutes on 2 cores (nothing when packaging/build.sh finds its inputs unchanged); the tests
-here are moved to the front of the run (tests/dist/conftest.py) and kept on one xdist worker.
+here are moved to the front of the run (tests/binary/conftest.py) and kept on one xdist worker.
 """
 
 from __future__ import annotations
