@@ -1,4 +1,4 @@
-"""What tests/binary/test_binary.py needs around the binary: running it, configs, the login flow, a terminal."""
+"""What test_binary.py needs around the binary: running it, configs, the login flow, a terminal."""
 
 from __future__ import annotations
 
