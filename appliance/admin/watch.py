@@ -24,7 +24,7 @@ STEP_MS = 250
 DEBOUNCE_MS = 5000
 # Then the watcher itself waits until no batch came for QUIET_S: a writer that stalls for more than a
 # step (a loaded machine) still yields one reload of its final content.
-QUIET_S = 0.5
+QUIET_S = 1.0
 
 
 def _filter(ws: WatchSet) -> Callable[[Change, str], bool]:
