@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from backchannel import Listener, backchannel_listener
 from e2e3_support import (
     CI_ID,
     CI_SECRET,
@@ -23,8 +24,6 @@ from e2e3_support import (
     RP_SECRET,
     SVC_ID,
     SVC_SECRET,
-    Listener,
-    backchannel_listener,
     idp_config,
     launcher_command,
     run_flow,

@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
 
 from upstream_portico import UpstreamPorticoConnector
 from web_harness import ISSUER, PASSWORD_HASH, Harness, basic
@@ -147,37 +142,3 @@ async def post_json(web: Harness, path: str, form: dict[str, str],
     return response.status_code, dict(await response.get_json() or {})
 
 
-@dataclass
-class Listener:
-    """A real HTTP listener on 127.0.0.1 recording back-channel logout POSTs."""
-
-    url: str
-    bodies: list[dict[str, list[str]]] = field(default_factory=list)
-    received: threading.Event = field(default_factory=threading.Event)
-
-
-@contextmanager
-def backchannel_listener() -> Iterator[Listener]:
-    holder: list[Listener] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            holder[0].bodies.append(parse_qs(self.rfile.read(length).decode()))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            holder[0].received.set()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    holder.append(Listener(f"http://127.0.0.1:{server.server_address[1]}/backchannel"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield holder[0]
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -8,9 +8,9 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from backchannel import backchannel_listener
 from grants_support import (
     app_auth,
-    backchannel_listener,
     grants_config,
     jwt_claims,
     make_upstream,
