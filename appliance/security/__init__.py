@@ -1,0 +1,1 @@
+"""Protection against password guessing and request floods: the throttle, rate limits, client addresses."""
