@@ -19,7 +19,9 @@ from appliance.config.schema import Config, StorageConfig
 from appliance.connectors.registry import default_registry
 from appliance.keys.manager import KeyManager
 from appliance.oidc.deps import Deps, build_snapshot
+from appliance.oidc.token import TokenEndpoint
 from appliance.store.base import Storage
+from appliance.store.models import Keys
 from appliance.store.open import open_storage
 from appliance.web.app import create_app
 
@@ -58,6 +60,7 @@ class Stack:
     keys: KeyManager
     clock: FrozenClock
     storage: Storage
+    tokens: TokenEndpoint
 
     async def reload(self, text: str) -> None:
         """What a hot reload does: a new snapshot swapped into the running Deps."""
@@ -73,21 +76,25 @@ class Stack:
         await self.storage.close()
 
 
-async def make_stack(text: str, *, load_keys: bool = True) -> Stack:
+async def make_stack(text: str, *, load_keys: bool = True, key_set: Keys | None = None) -> Stack:
+    """`key_set`: store these signing keys instead of generating new ones (twin stacks sign alike)."""
     config = make_config(text)
     storage = await open_storage(StorageConfig(type="memory"))
     clock = FrozenClock()
     keys = KeyManager(storage, clock, algorithm=config.signer.algorithm,
                       rotation_period=config.signer.keys_rotation_period,
                       id_token_lifetime=config.expiry.id_tokens)
+    if key_set is not None:
+        await storage.update_keys(lambda _: key_set)
     if load_keys:
         await keys.rotate_if_due()
         await keys.refresh()
     snapshot = await build_snapshot(config, default_registry(), storage=storage)
     deps = Deps(storage=storage, keys=keys, clock=clock, snapshot=snapshot)
-    app = create_app(deps)
+    tokens = TokenEndpoint()
+    app = create_app(deps, token_endpoint=tokens)
     await app.startup()
-    return Stack(app, deps, keys, clock, storage)
+    return Stack(app, deps, keys, clock, storage, tokens)
 
 
 @dataclass
@@ -143,6 +150,11 @@ class Counting:
         if scope["type"] == "http":
             self.calls += 1
         await self.app(scope, receive, send)
+
+    @property
+    def config(self) -> Any:
+        """The app's settings (the fast path reads its body limit and timeout there)."""
+        return getattr(self.app, "config", None)
 
 
 def self_signed(folder: Path) -> tuple[str, str]:
