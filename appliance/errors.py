@@ -20,7 +20,12 @@ class ConflictError(PorticoError):
 
 
 class ConnectorError(PorticoError):
-    """An upstream identity source failed (an outage, not a wrong password)."""
+    """An upstream identity source failed (an outage, not a wrong password).
+
+    `connector_data`, when set, is what a refresh had already renewed upstream before it failed (an
+    upstream that rotates its refresh token has spent the old one): the caller keeps it for the retry."""
+
+    connector_data: bytes | None = None
 
 
 class OAuthError(PorticoError):

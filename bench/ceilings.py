@@ -1,7 +1,7 @@
 """The physical limits beside the workloads, each on one pinned core: JWT signatures per second
-(joserfc for Portico, node:crypto for the peer), bcrypt cost-10 checks per second, and a do-nothing
-route on each side's HTTP stack (Portico's own adapter with Granian or Hypercorn, under Quart or as bare
-ASGI as the fast path answers; node:http).
+(Portico's own signer, appliance.keys, on `cryptography`; node:crypto for the peer), bcrypt cost-10
+checks per second, and a do-nothing route on each side's HTTP stack (Portico's own adapter with Granian
+or Hypercorn, under Quart or as bare ASGI as the fast path answers; node:http).
 
 `python -m bench.ceilings sign|bcrypt|hello …` runs one measurement in this process (the harness
 starts it under `taskset`)."""
@@ -49,16 +49,17 @@ def _rate(step: Any, seconds: float) -> float:
 
 
 def sign_rate(alg: str, seconds: float) -> float:
-    from joserfc import jwt
-    from joserfc.jwk import ECKey, RSAKey
+    """Tokens signed per second by Portico's key set (what minting calls), claims to compact JWS."""
+    from datetime import UTC, datetime
 
-    key = (
-        ECKey.generate_key("P-256", private=True)
-        if alg == "ES256"
-        else RSAKey.generate_key(2048, private=True)
-    )
-    header = {"alg": alg, "kid": "bench"}
-    return _rate(lambda: jwt.encode(header, CLAIMS, key, algorithms=[alg]), seconds)
+    from appliance.keys.jwk import generate_signing_jwk
+    from appliance.keys.keyset import LoadedKeys
+    from appliance.store.models import Keys
+
+    private, public = generate_signing_jwk(alg, "bench")
+    keys = LoadedKeys.parse(Keys(signing_key=private, signing_key_pub=public,
+                                 next_rotation=datetime(2100, 1, 1, tzinfo=UTC)))
+    return _rate(lambda: keys.sign(CLAIMS), seconds)
 
 
 def bcrypt_rate(cost: int, seconds: float) -> float:

@@ -64,10 +64,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"{v.get('node', '')}, {v.get('wrk', '')}. {s['algorithm']}, bcrypt cost {s['bcrypt_cost']}, "
         f"{s['connections']} connections, {s['wrk_threads']} wrk thread(s), {s['duration_s']} s per "
         f"workload; servers pinned to core {s['server_cpus']}, wrk to core {s['wrk_cpus']}. Portico "
-        f"storage: {s['portico_storage']}; peer: in memory (bench/peer's Map adapter). Password logins "
-        f"use {s.get('login_connections', s['connections'])} connections.",
+        f"storage: {s['portico_storage']}; peer: "
+        + ("in memory, every change appended to a journal file (bench/peer's adapter)"
+           if s.get("peer_storage") == "journal" else "in memory (bench/peer's Map adapter)")
+        + f". Password logins use {s.get('login_connections', s['connections'])} connections.",
         "",
-        f"Ceilings on one core: signing {s['algorithm']} Python/joserfc {_fmt(py.get('sign'))}/s, "
+        f"Ceilings on one core: signing {s['algorithm']} Python (cryptography) {_fmt(py.get('sign'))}/s, "
         f"node {_fmt(node.get('sign'))}/s; bcrypt Python {_fmt(py.get('bcrypt'), 1)}/s, "
         f"node {_fmt(node.get('bcrypt'), 1)}/s; do-nothing route: Quart on {s.get('server', 'hypercorn')} "
         f"{_fmt(py.get('hello'))}/s"
@@ -142,8 +144,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Cells are Portico / peer (**ratio Portico / peer**); for req/s higher is better, for the "
         'others lower. "of ceiling" is req/s divided by the ceiling of what bounds the workload '
-        "(signatures per request, bcrypt, or the do-nothing route: bare ASGI for the fast path's "
-        "discovery and JWKS, Quart for the rest).",
+        "(signatures per request, bcrypt, or the do-nothing route: bare ASGI for what Portico's fast "
+        "path answers without signing, i.e. discovery, JWKS, introspection and userinfo).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -278,7 +278,7 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if BINARY.is_file() and not args.no_binary:
         servers.append(PorticoServer(workdir, fixture, [args.server_cpu], binary=True, storage=args.storage,
                                      server=args.server))
-    peer = PeerServer(workdir, fixture, [args.server_cpu])
+    peer = PeerServer(workdir, fixture, [args.server_cpu], persist=args.storage != "memory")
     if args.profile:
         peer.profile_dir = workdir / "peer-profiles"
     servers.append(peer)
@@ -297,6 +297,7 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "server_cpus": args.server_cpu,
             "wrk_cpus": args.wrk_cpu,
             "portico_storage": args.storage,
+            "peer_storage": "journal" if args.storage != "memory" else "memory",
             "server": args.server,
             "compare_server": args.compare_server,
             "users": fixture.users,

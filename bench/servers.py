@@ -251,6 +251,9 @@ class PorticoServer(Server):
                 }
                 for user_id, email, username in (f.user(i) for i in range(f.users))
             ],
+            # The benchmark measures capacity from one address: per-address rate limits would measure
+            # themselves (node-oidc-provider has none by default either).
+            "security": {"rateLimits": {"enabled": False}},
             "staticClients": [
                 {
                     "id": f.client_id,
@@ -304,10 +307,15 @@ def _peer_key(alg: str) -> dict[str, Any]:
 
 
 class PeerServer(Server):
-    """node-oidc-provider (bench/peer/peer.mjs), in-memory store, keys made here."""
+    """node-oidc-provider (bench/peer/peer.mjs), keys made here. Its store is in memory; with `persist`
+    (when Portico's is a SQLite file) every change is also appended to a journal file on disk."""
 
     name = "peer"
     flavor = "peer"
+
+    def __init__(self, workdir: Path, fixture: Fixture, cpus: list[str], *, persist: bool = True) -> None:
+        self.persist = persist
+        super().__init__(workdir, fixture, cpus)
 
     def _paths(self) -> Paths:
         return Paths(
@@ -333,6 +341,7 @@ class PeerServer(Server):
             "jwks": {"keys": [_peer_key(f.alg)]},
             "cookieKeys": [secrets.token_urlsafe(32)],
             "dummyHash": f.password_hash,
+            "journal": str(self.workdir / "peer-journal.jsonl") if self.persist else "",
             "clients": [
                 {
                     "client_id": f.client_id,

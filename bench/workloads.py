@@ -248,8 +248,8 @@ WORKLOADS: list[Workload] = [
     Workload(
         "authorization_code", "authorization code exchange", {"portico": 2, "peer": 1}, "signing", _code
     ),
-    Workload("introspection", "token introspection", {"portico": 0, "peer": 0}, "framework", _introspection),
-    Workload("userinfo", "userinfo", {"portico": 0, "peer": 0}, "framework", _userinfo),
+    Workload("introspection", "token introspection", {"portico": 0, "peer": 0}, "fastpath", _introspection),
+    Workload("userinfo", "userinfo", {"portico": 0, "peer": 0}, "fastpath", _userinfo),
     Workload(
         "password_login",
         "password login through the form (bcrypt cost 10)",

@@ -110,8 +110,11 @@ def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "condi
 
 def start_server(workdir: Path, make_config: Callable[[int], dict[str, Any]] | None = None, *,
                  config_path: Path | None = None, write: bool = True, args: tuple[str, ...] = (),
-                 attempts: int = 3) -> Server:
-    """Start `portico serve` in `workdir` with its admin socket there; waits for /healthz and the socket."""
+                 attempts: int = 3, socket: Path | None = None, socket_flag: bool = True) -> Server:
+    """Start `portico serve` in `workdir` with its admin socket there; waits for /healthz and the socket.
+
+    `socket`: where the socket is expected (the config's admin.socket, $PORTICO_ADMIN_SOCKET); with
+    `socket_flag` False, no --admin-socket is passed, so the server finds the path itself."""
     last = ""
     for attempt in range(attempts):
         port = free_port()
@@ -122,15 +125,17 @@ def start_server(workdir: Path, make_config: Callable[[int], dict[str, Any]] | N
             path.write_text(path.read_text().replace("PORT", str(port)))
         # A short path of its own: AF_UNIX paths are limited to 107 bytes, and the permission tests
         # need a folder that other users may enter.
-        sock = Path(tempfile.mkdtemp(prefix="portico-", dir="/tmp")) / "admin.sock"
-        sock.parent.chmod(0o755)
+        sock = socket or Path(tempfile.mkdtemp(prefix="portico-", dir="/tmp")) / "admin.sock"
+        if socket is None:
+            sock.parent.chmod(0o755)
         err = workdir / f"stderr-{attempt}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         with err.open("wb") as err_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "appliance", "serve", str(path), "--admin-socket", str(sock), *args],
+                [sys.executable, "-m", "appliance", "serve", str(path),
+                 *(("--admin-socket", str(sock)) if socket_flag else ()), *args],
                 cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_file)
         server = Server(proc, port, workdir, path, sock, err)
         deadline = time.monotonic() + READY_S

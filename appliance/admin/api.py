@@ -24,11 +24,13 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from appliance.admin.audit import AuditTrail, Caller
-from appliance.admin.connectors import ConnectorService
+from appliance.admin.connectors import ConnectorService, InvalidConnector
+from appliance.admin.lockouts import LockoutService
 from appliance.admin.metrics import Metrics
 from appliance.admin.service import AdminService, BadRequest, ReadOnly
 from appliance.clock import Clock
 from appliance.errors import AlreadyExists, ConnectorError, NotFound, PorticoError
+from appliance.mfa.admin import reset_totp, with_totp
 
 __all__ = ["AdminServer", "AdminSocketBusy", "Request"]
 
@@ -180,6 +182,8 @@ class AdminServer:
                     f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n")
             writer.write(head.encode("latin-1") + data)
             await writer.drain()
+        except ConnectionError:
+            pass  # the caller left before the answer (a console leaving a long-polled audit tail)
         except Exception:
             log.exception("admin API connection failed")
         finally:
@@ -217,6 +221,8 @@ class AdminServer:
         except Exception as exc:
             status, code, message = _error_of(exc)
             result, outcome = {"error": code, "message": message}, f"error: {message}"
+            if isinstance(exc, InvalidConnector):  # where each problem is, for the console's form
+                result["problems"] = exc.problems
         if route.action:
             if isinstance(result, dict) and not item:
                 item = str(result.get("id", "") or result.get("email", ""))
@@ -244,6 +250,7 @@ class AdminServer:
 
     def _table(self) -> list[Route]:
         s, c = self.service, self.connectors
+        lk = LockoutService(s.deps)
 
         def r(method: str, path: str, handler: Handler, action: str = "", target: str = "") -> Route:
             pattern = re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path))
@@ -261,7 +268,7 @@ class AdminServer:
               "clients.update", "id"),
             r("DELETE", "/v1/clients/{id}", lambda q: s.delete_client(q.params["id"]),
               "clients.delete", "id"),
-            r("GET", "/v1/users", lambda q: s.users()),
+            r("GET", "/v1/users", lambda q: with_totp(s.deps, s.users())),
             r("POST", "/v1/users", lambda q: s.create_user(q.body), "users.create", "email"),
             r("PATCH", "/v1/users/{email}", lambda q: s.update_user(q.params["email"], q.body),
               "users.update", "email"),
@@ -269,9 +276,13 @@ class AdminServer:
               "users.password", "email"),
             r("DELETE", "/v1/users/{email}", lambda q: s.delete_user(q.params["email"]),
               "users.delete", "email"),
+            r("POST", "/v1/users/{email}/totp/reset", lambda q: reset_totp(s.deps, q.params["email"]),
+              "users.totp_reset", "email"),
             r("GET", "/v1/connectors", lambda q: c.list()),
             r("GET", "/v1/connector-types", self._forms),
             r("POST", "/v1/connectors/validate", lambda q: c.validate(q.body), "connectors.validate", "id"),
+            r("POST", "/v1/connectors/{id}/validate", lambda q: c.validate(q.body, q.params["id"]),
+              "connectors.validate", "id"),
             r("POST", "/v1/connectors", lambda q: c.create(q.body), "connectors.create", "id"),
             r("PATCH", "/v1/connectors/{id}", lambda q: c.update(q.params["id"], q.body),
               "connectors.update", "id"),
@@ -285,6 +296,9 @@ class AdminServer:
             r("GET", "/v1/keys", lambda q: s.keys()),
             r("POST", "/v1/keys/rotate", lambda q: s.rotate_keys(), "keys.rotate"),
             r("GET", "/v1/audit", self._audit_tail),
+            r("GET", "/v1/lockouts", lambda q: lk.list(q.query.get("all", "") in ("1", "true"))),
+            r("DELETE", "/v1/lockouts/{id}", lambda q: lk.clear(q.params["id"]), "lockouts.clear", "id"),
+            r("POST", "/v1/lockouts/clear", lambda q: lk.clear_matching(q.body), "lockouts.clear"),
         ]
 
     async def _metrics(self, req: Request) -> Any:

@@ -14,7 +14,8 @@ import socket
 from typing import Any
 from urllib.parse import quote, urlencode
 
-__all__ = ["AdminAPIError", "AdminClient", "AdminUnavailable", "default_socket_path", "server_socket_path"]
+__all__ = ["AdminAPIError", "AdminClient", "AdminUnavailable", "answer", "default_socket_path",
+           "server_socket_path", "unavailable"]
 
 SOCKET_NAME = "admin.sock"
 ENV_SOCKET = "PORTICO_ADMIN_SOCKET"
@@ -28,9 +29,12 @@ class AdminUnavailable(Exception):
 class AdminAPIError(Exception):
     """The server answered with an error."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 problems: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        # Where each problem is ({"path": "config.host", "message": ...}), when the server says.
+        self.problems = problems or []
 
 
 def _user_dir() -> str:
@@ -40,11 +44,14 @@ def _user_dir() -> str:
     return f"/tmp/portico-{os.getuid()}"  # noqa: S108 - a per-user folder, created 0700 by the server
 
 
-def server_socket_path() -> str:
-    """Where `portico serve` listens when not told: $PORTICO_ADMIN_SOCKET, systemd's
+def server_socket_path(configured: str = "") -> str:
+    """Where `portico serve` listens when --admin-socket is not given: $PORTICO_ADMIN_SOCKET, the config
+    file's admin.socket (`configured`, relative to the working directory), systemd's
     $RUNTIME_DIRECTORY, /run/portico for root, else the user's runtime folder."""
     if os.environ.get(ENV_SOCKET):
         return os.environ[ENV_SOCKET]
+    if configured:
+        return os.path.abspath(configured)
     runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
     if runtime:
         return os.path.join(runtime, SOCKET_NAME)
@@ -62,6 +69,35 @@ def default_socket_path() -> str:
         if os.path.exists(candidate):
             return candidate
     return server_socket_path()
+
+
+def unavailable(path: str, exc: OSError) -> AdminUnavailable:
+    """Why the socket at `path` cannot be used, in words that say what to do."""
+    if isinstance(exc, FileNotFoundError):
+        return AdminUnavailable(f"no admin socket at {path}: is `portico serve` running? "
+                                f"(set {ENV_SOCKET} or --socket if it listens elsewhere)")
+    if isinstance(exc, PermissionError):
+        return AdminUnavailable(f"permission denied on {path}: run as the service user or root, or join "
+                                "the group that owns the socket (e.g. `usermod -aG portico $USER`, then "
+                                "log in again)")
+    if isinstance(exc, ConnectionRefusedError):
+        return AdminUnavailable(f"nobody answers on {path}: the server is not running "
+                                "(a stale socket file was left behind)")
+    if exc.errno in (errno.ENOTSOCK, errno.ECONNREFUSED):
+        return AdminUnavailable(f"{path} is not a live admin socket")
+    return AdminUnavailable(f"cannot talk to {path}: {exc}")
+
+
+def answer(status: int, content_type: str, raw: bytes) -> Any:
+    """The payload of a response (JSON, or text), or AdminAPIError for an error status."""
+    payload: Any = json.loads(raw) if content_type.startswith("application/json") and raw else raw.decode()
+    if status >= 400:
+        if isinstance(payload, dict):
+            problems = payload.get("problems")
+            raise AdminAPIError(status, str(payload.get("error", "")), str(payload.get("message", payload)),
+                                problems if isinstance(problems, list) else None)
+        raise AdminAPIError(status, "error", str(payload))
+    return payload
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -98,32 +134,11 @@ class AdminClient:
                              headers={"Content-Type": "application/json", "Content-Length": str(len(data))})
                 response = conn.getresponse()
                 raw = response.read()
-            except FileNotFoundError as exc:
-                raise AdminUnavailable(
-                    f"no admin socket at {self.path}: is `portico serve` running? (set {ENV_SOCKET} or "
-                    "--socket if it listens elsewhere)") from exc
-            except PermissionError as exc:
-                raise AdminUnavailable(
-                    f"permission denied on {self.path}: run as the service user or root, or join the "
-                    "group that owns the socket (e.g. `usermod -aG portico $USER`, then log in again)"
-                ) from exc
-            except ConnectionRefusedError as exc:
-                raise AdminUnavailable(f"nobody answers on {self.path}: the server is not running "
-                                       "(a stale socket file was left behind)") from exc
             except OSError as exc:
-                if exc.errno in (errno.ENOTSOCK, errno.ECONNREFUSED):
-                    raise AdminUnavailable(f"{self.path} is not a live admin socket") from exc
-                raise AdminUnavailable(f"cannot talk to {self.path}: {exc}") from exc
+                raise unavailable(self.path, exc) from exc
         finally:
             conn.close()
-        ctype = response.getheader("Content-Type", "")
-        payload: Any = json.loads(raw) if ctype.startswith("application/json") and raw else raw.decode()
-        if response.status >= 400:
-            if isinstance(payload, dict):
-                raise AdminAPIError(response.status, str(payload.get("error", "")),
-                                    str(payload.get("message", payload)))
-            raise AdminAPIError(response.status, "error", str(payload))
-        return payload
+        return answer(response.status, response.getheader("Content-Type", ""), raw)
 
     # Convenience wrappers: one per endpoint the console and CLI use.
 

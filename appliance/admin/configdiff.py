@@ -10,21 +10,29 @@ from typing import Any
 
 from appliance.config.schema import Config, Problem
 
-__all__ = ["RESTART_SETTINGS", "ReloadReport", "describe_changes", "keep_running"]
+__all__ = ["RESTART_SETTINGS", "TLS_SETTINGS", "ReloadReport", "describe_changes", "keep_running"]
+
+Setting = tuple[str, Callable[[Config], object]]
 
 # Settings read once at start-up (listeners, storage, the route prefix, the key manager): a changed
 # value is reported and the running one is kept until the process restarts.
-RESTART_SETTINGS: tuple[tuple[str, Callable[[Config], object]], ...] = (
+RESTART_SETTINGS: tuple[Setting, ...] = (
     ("issuer", lambda c: c.issuer),
     ("storage", lambda c: (c.storage.type, c.storage.config)),
     ("web.http", lambda c: c.web.http),
     ("web.https", lambda c: c.web.https),
+    ("web.server", lambda c: c.web.server),  # the ASGI server the listeners run on
+    ("telemetry.http", lambda c: c.telemetry.http),
+    ("signer", lambda c: c.signer),
+    ("admin.socket", lambda c: c.admin.socket),  # the admin API's listener
+)
+# The HTTPS listener's certificate, key and versions: applied live when the reloader has the listener's
+# TLS holder (appliance/web/tls.py) and web.https itself stays; otherwise they wait for a restart too.
+TLS_SETTINGS: tuple[Setting, ...] = (
     ("web.tlsCert", lambda c: c.web.tls_cert),
     ("web.tlsKey", lambda c: c.web.tls_key),
     ("web.tlsMinVersion", lambda c: c.web.tls_min_version),
     ("web.tlsMaxVersion", lambda c: c.web.tls_max_version),
-    ("telemetry.http", lambda c: c.telemetry.http),
-    ("signer", lambda c: c.signer),
 )
 
 
@@ -52,19 +60,27 @@ class ReloadReport:
         }
 
 
-def keep_running(new: Config, started: Config) -> tuple[Config, tuple[str, ...]]:
+def keep_running(new: Config, started: Config, *, tls_live: bool = False) -> tuple[Config, tuple[str, ...]]:
+    """`new` with the started value of every setting that needs a restart, and the names of those that
+    changed. With `tls_live`, the TLS settings apply (unless web.https changed: then they wait too)."""
     changed = tuple(name for name, get in RESTART_SETTINGS if get(new) != get(started))
+    tls_waits = not tls_live or "web.https" in changed
+    if tls_waits:
+        changed += tuple(name for name, get in TLS_SETTINGS if get(new) != get(started))
     if not changed:
         return new, ()
-    web = dataclasses.replace(
-        new.web, http=started.web.http, https=started.web.https, tls_cert=started.web.tls_cert,
-        tls_key=started.web.tls_key, tls_min_version=started.web.tls_min_version,
-        tls_max_version=started.web.tls_max_version,
-    )
+    web = dataclasses.replace(new.web, http=started.web.http, https=started.web.https,
+                              server=started.web.server)
+    if tls_waits:
+        web = dataclasses.replace(
+            web, tls_cert=started.web.tls_cert, tls_key=started.web.tls_key,
+            tls_min_version=started.web.tls_min_version, tls_max_version=started.web.tls_max_version,
+        )
     kept = dataclasses.replace(
         new, issuer=started.issuer, storage=started.storage, web=web, signer=started.signer,
         telemetry=dataclasses.replace(new.telemetry, http=started.telemetry.http),
         expiry=dataclasses.replace(new.expiry, signing_keys=started.expiry.signing_keys),
+        admin=dataclasses.replace(new.admin, socket=started.admin.socket),
     )
     return kept, changed
 

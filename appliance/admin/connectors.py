@@ -1,4 +1,4 @@
-"""Admin use-cases for connectors: list, forms per type, validate-and-test, create, edit, delete, test."""
+"""Admin use-cases for connectors: list, the form of each type, validate-and-test, create, edit, delete."""
 
 from __future__ import annotations
 
@@ -7,120 +7,81 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from appliance.admin.audit import redact
 from appliance.admin.reload import Reloader, close_connector
 from appliance.admin.service import BadRequest, ReadOnly
 from appliance.connectors.base import CallbackConnector, PasswordConnector, Scopes
+from appliance.connectors.config_schema import Schema, problems_of
+from appliance.connectors.schemas import schema_of
 from appliance.errors import ConnectorError
 from appliance.ids import new_id
 from appliance.oidc.deps import LOCAL_CONNECTOR_ID, ConnectorFactories, Deps
 from appliance.store.models import Connector
 
-__all__ = ["FORMS", "ConnectorService", "Field", "check_connector"]
+__all__ = ["ConnectorService", "InvalidConnector", "check_connector", "locate_problems"]
 
 TEST_TIMEOUT_S = 20.0
 
 
-@dataclass(frozen=True)
-class Field:
-    """One input of a connector form; `name` is a dotted path into the connector's config."""
+class InvalidConnector(BadRequest):
+    """The connector's settings are wrong; `problems` says where: [{"path": "config.host", "message"}]."""
 
-    name: str
-    label: str
-    kind: str = "text"  # text | secret | bool | list
-    required: bool = False
-    placeholder: str = ""
-
-
-# The forms of the connector types Portico knows, after Dex's config keys. A type without a form is
-# edited as a YAML/JSON mapping.
-FORMS: Mapping[str, tuple[Field, ...]] = {
-    "ldap": (
-        Field("host", "Host:port", required=True, placeholder="ldap.example.com:636"),
-        Field("insecureNoSSL", "Plain LDAP (no TLS)", "bool"),
-        Field("startTLS", "StartTLS", "bool"),
-        Field("rootCA", "CA file", placeholder="/etc/portico/ldap-ca.pem"),
-        Field("bindDN", "Bind DN", placeholder="cn=portico,dc=example,dc=com"),
-        Field("bindPW", "Bind password", "secret"),
-        Field("usernamePrompt", "Username prompt", placeholder="Username"),
-        Field("userSearch.baseDN", "User base DN", required=True, placeholder="ou=people,dc=example,dc=com"),
-        Field("userSearch.filter", "User filter", placeholder="(objectClass=person)"),
-        Field("userSearch.username", "Username attribute", required=True, placeholder="uid"),
-        Field("userSearch.idAttr", "ID attribute", required=True, placeholder="uid"),
-        Field("userSearch.emailAttr", "Email attribute", required=True, placeholder="mail"),
-        Field("userSearch.nameAttr", "Name attribute", placeholder="cn"),
-        Field("groupSearch.baseDN", "Group base DN", placeholder="ou=groups,dc=example,dc=com"),
-        Field("groupSearch.filter", "Group filter", placeholder="(objectClass=groupOfNames)"),
-        Field("groupSearch.nameAttr", "Group name attribute", placeholder="cn"),
-    ),
-    "oidc": (
-        Field("issuer", "Issuer URL", required=True, placeholder="https://accounts.example.com"),
-        Field("clientID", "Client ID", required=True),
-        Field("clientSecret", "Client secret", "secret", required=True),
-        Field("redirectURI", "Redirect URI", required=True, placeholder="https://auth.example.com/dex/callback"),
-        Field("scopes", "Scopes", "list", placeholder="openid, profile, email, groups"),
-        Field("insecureSkipEmailVerified", "Skip email_verified", "bool"),
-    ),
-    "github": (
-        Field("clientID", "Client ID", required=True),
-        Field("clientSecret", "Client secret", "secret", required=True),
-        Field("redirectURI", "Redirect URI", required=True),
-        Field("orgs", "Organisations (names)", "list"),
-    ),
-    "saml": (
-        Field("ssoURL", "IdP SSO URL", required=True),
-        Field("ca", "IdP CA file", required=True),
-        Field("redirectURI", "ACS (redirect) URI", required=True),
-        Field("entityIssuer", "Entity issuer"),
-        Field("usernameAttr", "Username attribute", required=True),
-        Field("emailAttr", "Email attribute", required=True),
-        Field("groupsAttr", "Groups attribute"),
-    ),
-    "mockPassword": (
-        Field("username", "Username", required=True),
-        Field("password", "Password", "secret", required=True),
-    ),
-    "mockCallback": (),
-}
+    def __init__(self, message: str, problems: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """{"userSearch.baseDN": "x"} -> {"userSearch": {"baseDN": "x"}}; empty values left out."""
+    """{"userSearch.baseDN": "x"} -> {"userSearch": {"baseDN": "x"}} (older clients sent dotted keys)."""
     out: dict[str, Any] = {}
     for path, value in flat.items():
-        if value in ("", None, []):
-            continue
         node = out
-        *parents, leaf = path.split(".")
+        *parents, leaf = str(path).split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
 
 
-async def check_connector(instance: object, username: str = "", password: str = "") -> tuple[bool, str]:
-    """A real check of an opened connector: the type's own probe (LDAP: bind and look up the base
-    DNs), else a login with the given test credentials, else building a login URL."""
+def locate_problems(schema: Schema | None, exc: BaseException) -> list[dict[str, str]]:
+    """A parser's error as problems with the key paths they name ("config.userSearch.baseDN"); a problem
+    that names no key of the form is given at "config"."""
+    out: list[dict[str, str]] = []
+    for message in problems_of(exc):
+        paths = schema.locate(message) if schema is not None else ()
+        out += [{"path": f"config.{p}", "message": message} for p in paths] or [
+            {"path": "config", "message": message}]
+    return out
+
+
+async def check_connector(instance: object, username: str = "", password: str = "",
+                          callback_url: str = "https://portico.invalid/callback") -> tuple[bool, str]:
+    """A real check of an opened connector: the type's own probe (LDAP: bind as the service account
+    and look up the base DNs), then a login with the test credentials when given; else building a
+    login URL to `callback_url` (the issuer's /callback: the oidc connector insists on its own), which
+    for an OpenID provider means its discovery document."""
     try:
+        said: list[str] = []
         probe = getattr(instance, "test_connection", None)
         if probe is not None:
-            return True, str(await asyncio.wait_for(probe(), TEST_TIMEOUT_S))
+            said.append(str(await asyncio.wait_for(probe(), TEST_TIMEOUT_S)))
         if isinstance(instance, PasswordConnector) and username:
             who = await asyncio.wait_for(instance.login(Scopes(groups=True), username, password),
                                          TEST_TIMEOUT_S)
             if who is None:
-                return False, f"the upstream refused the test credentials for {username!r}"
+                refused = f"the upstream refused the test credentials for {username!r}"
+                return False, "; ".join([*said, refused])
             groups = ", ".join(who.groups) or "none"
-            return True, f"logged in as {who.username or who.user_id} <{who.email}>; groups: {groups}"
-        if isinstance(instance, CallbackConnector):
-            building = instance.login_url(Scopes(), "https://portico.invalid/callback", "test")
+            said.append(f"logged in as {who.username or who.user_id} <{who.email}>; groups: {groups}")
+        elif probe is None and isinstance(instance, CallbackConnector):
+            building = instance.login_url(Scopes(), callback_url, "test")
             url = await asyncio.wait_for(building, TEST_TIMEOUT_S)
-            return True, f"login URL builds: {url.split('?')[0]}"
-        if isinstance(instance, PasswordConnector):
-            return True, "opened; give a test username and password for a live login check"
-        return True, "opened; this type has no live check"
+            said.append(f"login URL builds: {url.split('?')[0]}")
+        elif probe is None and isinstance(instance, PasswordConnector):
+            said.append("opened; give a test username and password for a live login check")
+        return True, "; ".join(said) or "opened; this type has no live check"
     except TimeoutError:
         return False, f"no answer within {TEST_TIMEOUT_S:.0f} s"
     except ConnectorError as exc:
@@ -141,12 +102,16 @@ class ConnectorService:
             item = dataclasses.asdict(state)
             item["read_only"] = state.source != "storage"
             if state.id in stored:
-                item["config"] = redact(stored[state.id].config)
+                item["config"], item["secrets"] = _shown(stored[state.id])
             out.append(item)
         return out
 
     def forms(self) -> dict[str, Any]:
-        return {t: [dataclasses.asdict(f) for f in FORMS[t]] if t in FORMS else None for t in self.types()}
+        """The config schema of every type, the console's forms; None for a type without one."""
+        return {t: (s.as_dict() if (s := schema_of(t)) is not None else None) for t in self.types()}
+
+    def _callback(self) -> str:
+        return self.deps.snapshot.issuer.abs_url("/callback")
 
     def _writable(self, connector_id: str) -> None:
         if connector_id == LOCAL_CONNECTOR_ID:
@@ -155,56 +120,92 @@ class ConnectorService:
             raise ReadOnly(f"connector {connector_id!r} comes from the config file: edit it there")
 
     def _parse(self, body: Mapping[str, Any], connector_id: str | None = None) -> Connector:
+        problems: list[dict[str, str]] = []
         cid = connector_id or str(body.get("id", "")).strip()
         if not cid or not cid.replace("-", "").replace("_", "").isalnum():
-            raise BadRequest("id must be letters, digits, - or _")
+            problems.append({"path": "id", "message": "id must be letters, digits, - or _"})
         type_ = str(body.get("type", "")).strip()
         if type_ not in self.types():
-            raise BadRequest(f"unknown connector type {type_!r}; one of {', '.join(self.types())}")
+            problems.append({"path": "type", "message": f"unknown connector type {type_!r}; one of "
+                             + ", ".join(self.types())})
+        name = body.get("name", "")
+        if not isinstance(name, str):
+            problems.append({"path": "name", "message": "name must be a string"})
         config = body.get("config", {})
         if not isinstance(config, Mapping):
-            raise BadRequest("config must be a mapping")
+            problems.append({"path": "config", "message": "config must be a mapping"})
+            config = {}
+        if problems:
+            raise InvalidConnector("; ".join(p["message"] for p in problems), problems)
         config = nest(config) if any("." in str(k) for k in config) else dict(config)
-        missing = [f.name for f in FORMS.get(type_, ()) if f.required and not _lookup(config, f.name)]
-        if missing:
-            raise BadRequest(f"missing required settings: {', '.join(missing)}")
-        return Connector(id=cid, type=type_, name=str(body.get("name", "")).strip() or cid,
-                         resource_version=new_id(), config=config)
+        return Connector(id=cid, type=type_, name=str(name).strip() or cid, resource_version=new_id(),
+                         config=config)
 
     async def validate(self, body: Mapping[str, Any], connector_id: str | None = None) -> dict[str, Any]:
-        """Open the connector and run its check without saving anything."""
-        connector = self._parse(body, connector_id)
+        """Open the connector as a config file's would be, and test it; nothing is saved. With
+        `connector_id` (an edit), secrets left out are those of the stored connector."""
+        if connector_id is not None:
+            body = await self._edited(connector_id, body)
+        return await self._validated(self._parse(body, connector_id), body)
+
+    async def _validated(self, connector: Connector, body: Mapping[str, Any]) -> dict[str, Any]:
+        schema = schema_of(connector.type)
+        answer: dict[str, Any] = {"id": connector.id, "type": connector.type, "problems": []}
         try:
-            instance = self.registry.open(connector.type, connector.id, connector.config)
+            # Opening reads files (CA bundles, key files): off the event loop.
+            instance = await asyncio.to_thread(self.registry.open, connector.type, connector.id,
+                                               connector.config)
         except (ValueError, TypeError, KeyError) as exc:
-            raise BadRequest(f"connector {connector.id!r} ({connector.type}): {exc}") from exc
+            problems = locate_problems(schema, exc)
+            return {**answer, "ok": False, "problems": problems,
+                    "message": f"connector {connector.id!r} ({connector.type}): {exc}"}
         try:
             ok, message = await check_connector(instance, str(body.get("test_username", "")),
-                                                str(body.get("test_password", "")))
+                                                str(body.get("test_password", "")), self._callback())
         finally:
             await close_connector(instance)
-        return {"id": connector.id, "type": connector.type, "ok": ok, "message": message}
+        return {**answer, "ok": ok, "message": message}
+
+    @staticmethod
+    def _refuse(result: Mapping[str, Any]) -> NoReturn:
+        if result["problems"]:
+            raise InvalidConnector(f"nothing was saved: {result['message']}", result["problems"])
+        raise BadRequest(f"the connector test failed, nothing was saved: {result['message']}")
 
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         connector = self._parse(body)
         self._writable(connector.id)
-        result = await self.validate(body)
+        result = await self._validated(connector, body)
         if not result["ok"]:
-            raise BadRequest(f"the connector test failed, nothing was saved: {result['message']}")
+            self._refuse(result)
         await self.deps.storage.connectors.create(connector)
         report = await self.reloader.rebuild("connectors")
         return {**result, "reload": report.as_dict()}
 
+    async def _edited(self, connector_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """An edit's full body: the stored type and name unless given; a config given replaces the
+        stored one, except for the secrets it leaves out (a form never sees them); none keeps it."""
+        current = await self.deps.storage.connectors.get(connector_id)
+        if body.get("type", current.type) != current.type:
+            raise InvalidConnector("the type of a connector cannot change: delete it and create another",
+                                   [{"path": "type", "message": "the type cannot change"}])
+        merged = {**body, "type": current.type, "name": body.get("name", current.name)}
+        config = body.get("config")
+        if config is None:
+            merged["config"] = current.config
+        elif isinstance(config, Mapping):
+            new = nest(config) if any("." in str(k) for k in config) else dict(config)
+            schema = schema_of(current.type)
+            merged["config"] = schema.keep_secrets(new, current.config) if schema else new
+        return merged
+
     async def update(self, connector_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         self._writable(connector_id)
-        current = await self.deps.storage.connectors.get(connector_id)
-        merged = {"type": current.type, "name": current.name, **body}
-        # Settings left out (a secret field left empty in the console's form) keep their stored value.
-        merged["config"] = _deep_merge(current.config, nest(body.get("config") or {}))
+        merged = await self._edited(connector_id, body)
         connector = self._parse(merged, connector_id)
-        result = await self.validate(merged, connector_id)
+        result = await self._validated(connector, merged)
         if not result["ok"]:
-            raise BadRequest(f"the connector test failed, nothing was saved: {result['message']}")
+            self._refuse(result)
         await self.deps.storage.connectors.update(connector_id, lambda _: connector)
         report = await self.reloader.rebuild("connectors")
         return {**result, "reload": report.as_dict()}
@@ -222,7 +223,7 @@ class ConnectorService:
             why = state.message if state else "no such connector"
             return {"id": connector_id, "ok": False, "message": f"not open: {why}"}
         ok, message = await check_connector(conn.instance, str(body.get("username", "")),
-                                            str(body.get("password", "")))
+                                            str(body.get("password", "")), self._callback())
         state = self.reloader.connectors.get(connector_id)
         if state is not None:
             state.tested_at = datetime.now().astimezone().isoformat(timespec="seconds")
@@ -230,21 +231,10 @@ class ConnectorService:
         return {"id": connector_id, "ok": ok, "message": message}
 
 
-def _deep_merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in new.items():
-        old = out.get(key)
-        if isinstance(old, Mapping) and isinstance(value, Mapping):
-            out[key] = _deep_merge(old, value)
-        else:
-            out[key] = value
-    return out
-
-
-def _lookup(config: Mapping[str, Any], path: str) -> Any:
-    node: Any = config
-    for part in path.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
+def _shown(connector: Connector) -> tuple[dict[str, Any], list[str]]:
+    """A stored connector's config as the API shows it: secret values left out (never sent back), and
+    the paths of the secrets that are set (the console says "unchanged")."""
+    schema = schema_of(connector.type)
+    if schema is None:  # a type added without a schema: mask whatever looks secret
+        return dict(redact(connector.config)), []
+    return schema.without_secrets(connector.config)

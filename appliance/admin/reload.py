@@ -14,14 +14,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
+
+import yaml
 
 from appliance.admin.configdiff import RESTART_SETTINGS, ReloadReport, describe_changes, keep_running
 from appliance.admin.metrics import Metrics
 from appliance.admin.watchset import WatchSet, connector_files, files_digest, fingerprint, watch_set
 from appliance.clock import Clock
 from appliance.config.load import format_problem, load_config
-from appliance.config.schema import Config, Problem
+from appliance.config.schema import Config, Problem, WebConfig
+from appliance.config.yamlpos import compose, line_of
 from appliance.oidc.deps import (
     LOCAL_CONNECTOR_ID,
     ConnectorFactories,
@@ -39,6 +42,15 @@ __all__ = ["RESTART_SETTINGS", "ConnectorState", "ReloadReport", "Reloader", "cl
 log = logging.getLogger("portico.reload")
 
 Validator = Callable[[Config], Awaitable[None]]
+
+
+class LiveTLS(Protocol):
+    """The HTTPS listener's certificate holder (appliance.web.tls.ServerTLS), as the reloader uses it."""
+
+    async def prepare(self, web: WebConfig) -> Callable[[], str] | None:
+        """Load the pair `web` names; None if it serves already, else the step that swaps it in (and
+        describes it). Raises an error with a `key` attribute (web.tlsCert, web.tlsKey) when unusable."""
+        ...
 
 
 def _connector_key(type_: str, config: Mapping[str, Any], digest: str) -> str:
@@ -110,7 +122,8 @@ class Reloader:
 
     def __init__(self, *, path: str | None, registry: ConnectorFactories, storage: Storage, clock: Clock,
                  metrics: Metrics, base_dir: str = ".", validators: Sequence[Validator] = (),
-                 on_applied: Callable[[Config], None] | None = None, drain_seconds: float = 30.0) -> None:
+                 on_applied: Callable[[Config], None] | None = None, drain_seconds: float = 30.0,
+                 tls: LiveTLS | None = None) -> None:
         self.path = os.path.abspath(path) if path else None
         self._registry = registry
         self._storage = storage
@@ -120,6 +133,7 @@ class Reloader:
         self._validators = tuple(validators)
         self._on_applied = on_applied
         self._drain = drain_seconds
+        self._tls = tls  # None: no HTTPS listener, or one whose certificate waits for a restart
         self._lock = asyncio.Lock()
         self._deps: Deps | None = None
         self._started: Config | None = None
@@ -185,11 +199,12 @@ class Reloader:
             if config is None:
                 run.fingerprint = current  # the same broken content is not retried until it changes
                 return self._reject(trigger, began, tuple(problems), "the configuration has errors")
-            kept, restart = keep_running(config, self._started)
-            tls_now = await asyncio.to_thread(files_digest, _tls_files(self._started, self._base_dir))
-            if tls_now != run.tls_digest:
-                restart += ("web.tlsCert/web.tlsKey (file content)",)
-            return await self._apply(kept, trigger, began, warnings, "", restart)
+            kept, restart = keep_running(config, self._started, tls_live=self._tls is not None)
+            if self._tls is None:
+                tls_now = await asyncio.to_thread(files_digest, _tls_files(self._started, self._base_dir))
+                if tls_now != run.tls_digest:
+                    restart += ("web.tlsCert/web.tlsKey (file content)",)
+            return await self._apply(kept, trigger, began, warnings, "", restart, tls=True)
 
     async def rebuild(self, trigger: str) -> ReloadReport:
         """Rebuild the snapshot from the running config (after stored connectors changed)."""
@@ -198,15 +213,32 @@ class Reloader:
             return await self._apply(self._run.config, trigger, time.monotonic(), (), "")
 
     async def _apply(self, config: Config, trigger: str, began: float, warnings: tuple[Problem, ...],
-                     message: str, restart: tuple[str, ...] = ()) -> ReloadReport:
+                     message: str, restart: tuple[str, ...] = (), *, tls: bool = False) -> ReloadReport:
+        """Validate and build `config`, then swap it in. With `tls` (a reload from the file, not a
+        rebuild after a connector change), the HTTPS certificate is reloaded from its files too."""
         run = self._run
         assert run is not None and self._deps is not None, "attach(deps) first"
+        install_tls: Callable[[], str] | None = None
         try:
             for validate in self._validators:
                 await validate(config)
+            if tls and self._tls is not None and config.web.https:
+                try:
+                    install_tls = await self._tls.prepare(config.web)
+                except Exception as exc:
+                    key = str(getattr(exc, "key", ""))
+                    line = await asyncio.to_thread(_key_line, self.path, key)
+                    problem = Problem("error", key, line, str(getattr(exc, "detail", "") or exc))
+                    run.fingerprint = await asyncio.to_thread(fingerprint, run.watch)
+                    return self._reject(trigger, began, (*warnings, problem),
+                                        "the new TLS certificate or key cannot be used (the running "
+                                        "certificate stays)")
             snapshot, instances = await self._build(config, run.instances)
         except Exception as exc:  # a reload must never take the server down: report and keep serving
-            problem = Problem("error", "", 0, str(exc) or type(exc).__name__)
+            # A validator may name the key behind its problem (frontend.dir for a broken template).
+            key = str(getattr(exc, "key", "") or "")
+            line = await asyncio.to_thread(_key_line, self.path, key)
+            problem = Problem("error", key, line, str(exc) or type(exc).__name__)
             run.fingerprint = await asyncio.to_thread(fingerprint, run.watch)
             return self._reject(trigger, began, (*warnings, problem),
                                 "the new configuration cannot be opened")
@@ -218,6 +250,8 @@ class Reloader:
         if run.watch.folders and trigger == "watch" and not changes:
             changes += ("frontend files",)
         old = self._deps.swap(snapshot)
+        if install_tls is not None:
+            changes += (f"TLS certificate for new connections: {install_tls()}",)
         kept_ids = {id(inst) for _, inst in instances.values()}
         unused = [inst for _, inst in run.instances.values() if id(inst) not in kept_ids]
         unused += [c.instance for c in old.connectors.values()
@@ -260,7 +294,15 @@ class Reloader:
             both = [*((c.id, c.config) for c in stored), *((c.id, c.config) for c in config.connectors)]
             return {cid: files_digest(connector_files(cfg, self._base_dir)) for cid, cfg in both}
 
+        def frontend_digest() -> str:
+            # The pages' renderer is rebuilt when this changes (appliance.web.render.LiveRenderer).
+            if not config.frontend.dir:
+                return ""
+            folder = os.path.normpath(os.path.join(self._base_dir, config.frontend.dir))
+            return fingerprint(WatchSet((), (folder,)))
+
         factories = _ReusingFactories(self._registry, running, await asyncio.to_thread(digests))
+        frontend_version = await asyncio.to_thread(frontend_digest)
         snapshot = await build_snapshot(config, factories, storage=self._storage)
         states: dict[str, ConnectorState] = {
             c.id: ConnectorState(c.id, c.type, c.name, "config", "open") for c in snapshot.connectors.values()
@@ -287,7 +329,7 @@ class Reloader:
             merged[LOCAL_CONNECTOR_ID] = snapshot.connectors[LOCAL_CONNECTOR_ID]
             states[LOCAL_CONNECTOR_ID].source = "builtin"
         self.generation += 1
-        extra = {**snapshot.extra, "generation": self.generation,
+        extra = {**snapshot.extra, "generation": self.generation, "frontend_version": frontend_version,
                  "stored_connectors": tuple(c.id for c in stored if c.id in merged)}
         for old in self.connectors.values():  # keep the last test result of connectors that stay
             if old.id in states and old.tested_at:
@@ -356,6 +398,22 @@ class Reloader:
         if self._deps is not None:
             for conn in self._deps.snapshot.connectors.values():
                 await close_connector(conn.instance)
+
+
+def _key_line(path: str | None, dotted: str) -> int:
+    """The line of `dotted` (web.tlsKey) in the config file, 0 when it cannot be found. Blocking."""
+    if not path or not dotted:
+        return 0
+    try:
+        with open(path, encoding="utf-8") as handle:
+            node, _ = compose(handle.read())
+    except (OSError, UnicodeDecodeError):
+        return 0
+    for part in dotted.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            return 0
+        node = next((value for key, value in node.value if str(key.value).lower() == part.lower()), None)
+    return line_of(node) if node is not None else 0
 
 
 def _tls_files(config: Config, base_dir: str) -> tuple[str, ...]:

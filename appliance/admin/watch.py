@@ -63,9 +63,10 @@ async def watch_config(reloader: Reloader, *, recheck_s: float = 1.0) -> None:
             tasks.append(asyncio.create_task(_pump(deep, True, ws, queue), name="watch-folders"))
         log.debug("watching %s (and recursively %s)", ", ".join(flat), ", ".join(deep) or "nothing")
         try:
-            # A change made while no watcher ran (start-up, a restart on a new watch set) is not missed.
-            await asyncio.sleep(0.2)
-            await reloader.reload("watch", only_if_changed=True)
+            # A change made while no watcher ran (start-up, a restart on a new watch set) is not missed:
+            # the content is checked as if a batch had come, after the same quiet time, so a burst that
+            # begins now still gives one reload of its final content.
+            queue.put_nowait(None)
             while reloader.watch == ws and not any(t.done() for t in tasks):
                 try:
                     await asyncio.wait_for(queue.get(), timeout=recheck_s)

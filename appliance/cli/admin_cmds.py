@@ -1,4 +1,4 @@
-"""`portico clients|users|keys|sessions|connectors|reload|audit`: admin API calls from the shell."""
+"""`portico clients|users|keys|sessions|connectors|lockouts|reload|audit`: admin API calls from the shell."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from appliance.admin.client import AdminAPIError, AdminClient, AdminUnavailable
 
 __all__ = ["COMMANDS", "add_admin_parsers", "run_admin"]
 
-COMMANDS = ("clients", "users", "keys", "sessions", "connectors", "reload", "audit")
+COMMANDS = ("clients", "users", "keys", "sessions", "connectors", "lockouts", "reload", "audit")
 
 
 def _common() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--socket",
                         help="admin socket (default: $PORTICO_ADMIN_SOCKET or /run/portico/admin.sock)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="the server's config file: use its admin.socket (when --socket is not given)")
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
     return parser
 
@@ -54,7 +56,8 @@ def add_admin_parsers(top: Any) -> None:
     rm = c.add_parser("rm", help="delete a client created through the API")
     rm.add_argument("id")
 
-    users = sub.add_parser("users", help="local password database (list, add, passwd, groups, rm)")
+    users = sub.add_parser("users",
+                           help="local password database (list, add, passwd, groups, rm, totp-reset)")
     u = actions(users)
     u.add_parser("list")
     uadd = u.add_parser("add", help="create a user; the password is read from stdin or prompted")
@@ -68,6 +71,9 @@ def add_admin_parsers(top: Any) -> None:
     ugr.add_argument("groups", nargs="*")
     urm = u.add_parser("rm")
     urm.add_argument("email")
+    utr = u.add_parser("totp-reset",
+                       help="forget a user's TOTP second factor: they enrol again at their next login")
+    utr.add_argument("email")
 
     keys = sub.add_parser("keys", help="signing keys (list, rotate)")
     k = actions(keys)
@@ -88,6 +94,8 @@ def add_admin_parsers(top: Any) -> None:
     nt = n.add_parser("test", help="run a real check (LDAP: bind and look up the base DNs)")
     nt.add_argument("id")
     nt.add_argument("--username", default="", help="test login (the password is read from stdin)")
+
+    _add_lockouts(actions(sub.add_parser("lockouts", help="brute-force lockouts (list, clear)")))
 
     leaves = _Sub(top, common)
     leaves.add_parser("reload", help="reload the configuration now")
@@ -136,7 +144,9 @@ def _call(args: argparse.Namespace, client: AdminClient) -> tuple[Any, Callable[
         return client.delete(client.item("clients", args.id)), lambda r: f"client {r['deleted']} deleted"
     if cmd == "users":
         if action == "list":
-            return client.get("/v1/users"), lambda r: _table(r, ("email", "username", "groups", "source"))
+            return client.get("/v1/users"), lambda r: _table(
+                [{**u, "totp": "enrolled" if u.get("totp") else ""} for u in r],
+                ("email", "username", "groups", "source", "totp"))
         if action == "add":
             body = {"email": args.email, "username": args.username, "groups": args.groups,
                     "password": _password(f"password for {args.email}: ")}
@@ -148,6 +158,10 @@ def _call(args: argparse.Namespace, client: AdminClient) -> tuple[Any, Callable[
         if action == "groups":
             return (client.patch(client.item("users", args.email), {"groups": args.groups}),
                     lambda r: f"groups of {r['email']}: {', '.join(r['groups']) or 'none'}")
+        if action == "totp-reset":
+            return client.post(client.item("users", args.email, "totp", "reset")), lambda r: (
+                f"TOTP of {r['email']} reset: a new enrolment at the next login" if r["reset"]
+                else f"{r['email']} had no TOTP enrolment: nothing to reset")
         return client.delete(client.item("users", args.email)), lambda r: f"user {r['deleted']} deleted"
     if cmd == "keys":
         if action == "list":
@@ -170,10 +184,41 @@ def _call(args: argparse.Namespace, client: AdminClient) -> tuple[Any, Callable[
         body = {"username": args.username, "password": _password("test password: ") if args.username else ""}
         return (client.post(client.item("connectors", args.id, "test"), body),
                 lambda r: ("ok: " if r["ok"] else "FAILED: ") + r["message"])
+    if cmd == "lockouts":
+        return _lockouts(args, client)
     if cmd == "reload":
         return client.post("/v1/reload"), _reload_text
     return client.get("/v1/audit", limit=args.limit, q=args.filter), lambda r: _table(
         r, ("time", "uid", "pid", "action", "target", "result"))
+
+
+def _add_lockouts(sub: _Sub) -> None:
+    ll = sub.add_parser("list", help="locked accounts and client addresses")
+    ll.add_argument("--all", action="store_true", dest="everything",
+                    help="also the failure counters that have not led to a lockout")
+    lc = sub.add_parser("clear", help="lift a lockout: by id (see list), --user [--connector], --ip, --all")
+    lc.add_argument("id", nargs="?", default="")
+    lc.add_argument("--user", default="", help="username as typed at the login (any case)")
+    lc.add_argument("--connector", default="", help="only this connector's account (default: every one)")
+    lc.add_argument("--ip", default="", help="a client address (IPv6: its /64)")
+    lc.add_argument("--all", action="store_true", dest="everything", help="every lockout and counter")
+
+
+def _lockouts(args: argparse.Namespace, client: AdminClient) -> tuple[Any, Callable[[Any], str]]:
+    if args.action == "list":
+        return client.get("/v1/lockouts", all="1" if args.everything else ""), lambda r: _table(
+            [{**x, "locked_until": x["locked_until"][:19].replace("T", " ")} for x in r],
+            ("id", "kind", "subject", "connector_id", "failures", "locked_until"))
+    if args.id:
+        answer = client.delete(client.item("lockouts", args.id))
+    elif args.user or args.ip or args.everything:
+        body: dict[str, Any] = {"user": args.user, "connector": args.connector, "ip": args.ip}
+        if args.everything:
+            body["all"] = True
+        answer = client.post("/v1/lockouts/clear", body)
+    else:
+        raise SystemExit("portico: give a lockout id, --user, --ip or --all")
+    return answer, lambda r: "\n".join(f"cleared {x}" for x in r["cleared"]) or "nothing to clear"
 
 
 def _keys_text(r: dict[str, Any]) -> str:
@@ -192,8 +237,27 @@ def _reload_text(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def socket_of(socket: str | None, config_path: str | None) -> str | None:
+    """The socket to call: --socket, else the admin.socket of the config file given with --config
+    (resolved as the server resolves it, $PORTICO_ADMIN_SOCKET first), else None (the default)."""
+    if socket or not config_path:
+        return socket
+    from appliance.admin.client import server_socket_path
+    from appliance.config.load import load_config
+
+    config, problems = load_config(config_path)
+    if config is None:
+        first = next((str(p) for p in problems if p.severity == "error"), "unreadable")
+        raise AdminUnavailable(f"cannot read the admin socket from {config_path}: {first}")
+    return server_socket_path(config.admin.socket) if config.admin.socket else None
+
+
 def run_admin(args: argparse.Namespace) -> int:
-    client = AdminClient(args.socket)
+    try:
+        client = AdminClient(socket_of(args.socket, args.config))
+    except AdminUnavailable as exc:
+        print(f"portico: {exc}", file=sys.stderr)
+        return 3
     try:
         result, render = _call(args, client)
     except AdminUnavailable as exc:

@@ -8,8 +8,12 @@ from collections.abc import Sequence
 
 from appliance import __version__
 
+# Commands whose parsing needs none of the admin and kubectl-login parsers, which import the admin
+# client's HTTP stack: `portico serve` starts without them (what it needs, it imports itself).
+_LIGHT_COMMANDS = frozenset({"serve", "config", "hash-password", "version"})
 
-def _parser() -> argparse.ArgumentParser:
+
+def _parser(full: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="portico",
         description="Portico, an OpenID Connect identity provider compatible with Dex.",
@@ -22,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         "config", nargs="?", help="config file (Dex format); without it, a development default is used"
     )
     serve.add_argument("--admin-socket", default=None,
-                       help="admin API socket (default: $PORTICO_ADMIN_SOCKET, "
+                       help="admin API socket (default: $PORTICO_ADMIN_SOCKET, the config's admin.socket, "
                             "$RUNTIME_DIRECTORY/admin.sock, /run/portico/admin.sock as root, "
                             "else $XDG_RUNTIME_DIR/portico/admin.sock)")
     serve.add_argument("--no-watch", action="store_true",
@@ -37,12 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     hashp.add_argument("--cost", type=int, default=10, help="bcrypt cost, 10 to 16 (default 10)")
 
     sub.add_parser("version", help="print the version")
+    if not full:
+        return parser
 
     from appliance.cli.admin_cmds import add_admin_parsers
 
     add_admin_parsers(sub)
     tui = sub.add_parser("tui", help="the terminal console (talks to a running server)")
     tui.add_argument("--socket", default=None, help="admin socket of the server")
+    tui.add_argument("--config", metavar="FILE", default=None,
+                     help="the server's config file: use its admin.socket (when --socket is not given)")
     init = sub.add_parser("init", help="write a first config.yaml with a wizard")
     init.add_argument("--output", default="config.yaml", help="where to write it (default: config.yaml)")
 
@@ -56,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(full=not words or words[0] not in _LIGHT_COMMANDS)
+    args = parser.parse_args(words)
     if args.command == "serve":
         from appliance.cli.serve import run_serve
 
@@ -80,9 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in COMMANDS:
         return run_admin(args)
     if args.command in ("tui", "init"):
+        from appliance.admin.client import AdminUnavailable
+        from appliance.cli.admin_cmds import socket_of
         from appliance.cli.console import run_console
 
-        return run_console(args.command, getattr(args, "socket", None), getattr(args, "output", ""))
+        try:
+            socket = socket_of(getattr(args, "socket", None), getattr(args, "config", None))
+        except AdminUnavailable as exc:
+            print(f"portico: {exc}", file=sys.stderr)
+            return 3
+        return run_console(args.command, socket, getattr(args, "output", ""))
     if args.command == "kubectl-login":
         from appliance.kubelogin.cli import run as run_kubelogin
 

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from appliance.config.load import default_config_text, load_config, parse_config
 from appliance.config.schema import Config, Problem
 from appliance.errors import PorticoError
 from appliance.web.server import Listener
+from appliance.web.tls import ServerTLS
 
 if TYPE_CHECKING:
     from appliance.admin.api import AdminServer
@@ -98,14 +100,27 @@ def _load(path: str | None) -> Config | None:
     return config
 
 
-def _listeners(config: Config) -> list[Listener]:
+def _listeners(config: Config, tls: ServerTLS | None = None) -> list[Listener]:
     listeners: list[Listener] = []
     if config.web.http:
         listeners.append(Listener(config.web.http))
     if config.web.https:
         listeners.append(Listener(config.web.https, config.web.tls_cert, config.web.tls_key,
-                                  config.web.tls_min_version))
+                                  config.web.tls_min_version, config.web.tls_max_version, tls))
     return listeners
+
+
+async def _open_tls(config: Config) -> ServerTLS | None:
+    """The HTTPS listener's certificate holder (reloads swap pairs in it), or None without web.https."""
+    from appliance.web.server import ListenError
+    from appliance.web.tls import TLSFilesError, TLSSettings
+
+    if not config.web.https:
+        return None
+    try:
+        return await asyncio.to_thread(ServerTLS.open, TLSSettings.of(config.web))
+    except TLSFilesError as exc:
+        raise ListenError(f"cannot set up the TLS listener https://{config.web.https}: {exc}") from exc
 
 
 def _telemetry_listeners(config: Config) -> list[Listener]:
@@ -149,6 +164,12 @@ def _build_info() -> dict[str, str]:
 
     commit = _commit()
     return build_labels(__version__, "" if commit == "unknown" else commit)
+
+
+def _audit_retention(config: Config) -> timedelta | None:
+    """admin.auditRetentionDays of the running config, as the GC loop wants it (None: keep forever)."""
+    days = config.admin.audit_retention_days
+    return timedelta(days=days) if days > 0 else None
 
 
 async def _check_frontend(config: Config) -> None:
@@ -200,6 +221,7 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
     from appliance.web.fastpath import FastPath
 
     dev = path is None
+    tls = await _open_tls(config)  # before anything opens: bad TLS files stop the start here
     clock = SystemClock()
     notifier = Notifier()
     metrics = Metrics()
@@ -213,7 +235,8 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
     readiness = Readiness(probe)
     registry = default_registry()
     reloader = Reloader(path=path, registry=registry, storage=storage, clock=clock, metrics=metrics,
-                        base_dir=os.getcwd(), validators=[_check_frontend], on_applied=_setup_logging)
+                        base_dir=os.getcwd(), validators=[_check_frontend], on_applied=_setup_logging,
+                        tls=tls)
     background: list[asyncio.Task[None]] = []
     admin: AdminServer | None = None
 
@@ -240,8 +263,11 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
         snapshot = await reloader.start(config)
         readiness.config_loaded()
         deps = Deps(storage=storage, keys=keys, clock=clock, snapshot=snapshot)
+        deps.protection.on_lockout = telemetry.lockout
+        deps.protection.on_rate_limited = telemetry.rate_limit_hit
         reloader.attach(deps)
-        app = create_app(deps, token_endpoint=CountingTokenEndpoint(on_token))
+        tokens = CountingTokenEndpoint(on_token)
+        app = create_app(deps, token_endpoint=tokens)
 
         @app.before_request
         async def adopt_request_id() -> None:
@@ -249,9 +275,10 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
             g.request_id = current_request_id()
 
         # Outermost the middleware (request id, metrics by the app's route patterns), then the fast path
-        # for the precomputed documents, then the Quart app.
+        # (the documents, /token, introspection, userinfo; with the app's token endpoint), then Quart.
         public = TelemetryMiddleware(
-            FastPath(app, deps), telemetry.http, route_resolver(app.url_map, deps.snapshot.issuer.path),
+            FastPath(app, deps, token_endpoint=tokens), telemetry.http,
+            route_resolver(app.url_map, deps.snapshot.issuer.path),
             trusted=TrustedProxies(lambda: deps.snapshot.config.web.client_remote_ip.trusted_proxies))
         logging.getLogger("portico.oidc.login").addFilter(login_observer)
 
@@ -285,7 +312,8 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
 
         background.append(asyncio.create_task(keys.run_forever(30.0), name="key-rotation"))
         background.append(asyncio.create_task(
-            run_gc_forever(storage, clock, 300.0, logging.getLogger("portico.gc")), name="gc"))
+            run_gc_forever(storage, clock, 300.0, logging.getLogger("portico.gc"),
+                           audit_retention=lambda: _audit_retention(reloader.config)), name="gc"))
         if path is not None and watch:
             try:
                 from appliance.admin.watch import watch_config
@@ -311,7 +339,7 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
                                          state=os.path.abspath(str(config.storage.config.get("file", "")))),
                       file=sys.stderr, flush=True)
 
-        apps: list[tuple[ASGIApp, list[Listener]]] = [(public, _listeners(config))]
+        apps: list[tuple[ASGIApp, list[Listener]]] = [(public, _listeners(config, tls))]
         telemetry_listeners = _telemetry_listeners(config)
         if telemetry_listeners:
             apps.append((TelemetryApp(telemetry.render, readiness), telemetry_listeners))
@@ -355,7 +383,8 @@ def _run_with(runner: Callable[[Coroutine[Any, Any, int]], int], config: Config,
     from appliance.admin.client import server_socket_path
 
     try:
-        return runner(_run(config, path, started, admin_socket or server_socket_path(), watch))
+        socket_path = admin_socket or server_socket_path(config.admin.socket)
+        return runner(_run(config, path, started, socket_path, watch))
     except PorticoError as exc:
         log.error("%s", exc)
         return 1

@@ -7,7 +7,8 @@ from importlib import metadata
 
 from appliance import __version__
 
-_LIBRARIES = ("quart", "hypercorn", "joserfc", "cryptography", "bcrypt", "aiosqlite", "asyncpg", "PyYAML")
+_LIBRARIES = ("quart", "granian", "hypercorn", "joserfc", "cryptography", "bcrypt", "aiosqlite", "asyncpg",
+              "PyYAML")
 
 
 def _commit() -> str:

@@ -50,6 +50,7 @@ _CLIENT_KEYS = (
     "postLogoutRedirectURIs",
     "backchannelLogoutURI",
     "clientCredentialsClaims",
+    "mfaChain",
 )
 _PASSWORD_KEYS = (
     "email",
@@ -125,6 +126,8 @@ def read_static_clients(r: Reader, top: Fields, device_callback: str) -> tuple[S
                 post_logout_redirect_uris=logouts,
                 backchannel_logout_uri=backchannel,
                 client_credentials_groups=r.strings(claims, "groups") or (),
+                # Absent: mfa.defaultMFAChain applies; an empty list: no second factor (as Dex).
+                mfa_chain=r.strings(f, "mfaChain") if f.has("mfaChain") else None,
             )
         )
     return tuple(clients)

@@ -12,12 +12,14 @@ from urllib.parse import urlsplit
 import yaml
 
 from appliance.config.identities import (
+    CONNECTOR_TYPES,
     LOCAL_CONNECTOR_ID,
     PASSWORD_CONNECTOR_TYPES,
     read_connectors,
     read_static_clients,
     read_static_passwords,
 )
+from appliance.config.mfa import read_mfa
 from appliance.config.schema import (
     Config,
     IntrospectionConfig,
@@ -28,6 +30,7 @@ from appliance.config.schema import (
     StorageConfig,
 )
 from appliance.config.sections import (
+    read_admin,
     read_expiry,
     read_frontend,
     read_logger,
@@ -36,6 +39,7 @@ from appliance.config.sections import (
     read_telemetry,
     read_web,
 )
+from appliance.config.security import read_security
 from appliance.config.yamlpos import Fields, Reader, compose, suggest
 
 TOP_LEVEL_KEYS = (
@@ -52,6 +56,9 @@ TOP_LEVEL_KEYS = (
     "staticClients",
     "enablePasswordDB",
     "staticPasswords",
+    "mfa",
+    "security",  # Portico's own
+    "admin",  # Portico's own
 )
 
 # Keys Dex knows and Portico does not support yet: a warning, the value is ignored. Paths use "[]"
@@ -59,11 +66,9 @@ TOP_LEVEL_KEYS = (
 NOT_YET_SUPPORTED: dict[str, str] = {
     "grpc": "Dex's gRPC API; Portico is administered through its own admin API (portico tui)",
     "sessions": "Dex's experimental browser sessions (DEX_SESSIONS_ENABLED)",
-    "mfa": "Dex's experimental multi-factor authentication",
     "telemetry.enableProfiling": "Go's pprof endpoints have no Python equivalent",
     "logger.excludeFields": "dropping log attributes by name",
     "staticClients[].refreshTokenLifetime": "per-client refresh token lifetime (Dex sessions)",
-    "staticClients[].mfaChain": "per-client MFA chain (Dex MFA)",
     "staticClients[].ssoSharedWith": "per-client SSO sharing (Dex sessions)",
     "connectors[].grantTypes": "restricting a connector to some grant types; it is allowed for all",
 }
@@ -171,6 +176,7 @@ def _read(r: Reader, top: Fields, env: Mapping[str, str], source_path: str) -> C
     if enable_password_db:
         connector_types[LOCAL_CONNECTOR_ID] = LOCAL_CONNECTOR_ID
     _cross_check(r, top, oauth2, clients, connector_types)
+    mfa = read_mfa(r, top, clients, (*CONNECTOR_TYPES, LOCAL_CONNECTOR_ID))
     return Config(
         issuer=issuer or "",
         storage=storage or StorageConfig(),
@@ -185,6 +191,9 @@ def _read(r: Reader, top: Fields, env: Mapping[str, str], source_path: str) -> C
         connectors=connectors,
         enable_password_db=enable_password_db,
         static_passwords=passwords,
+        mfa=mfa,
+        security=read_security(r, top),
+        admin=read_admin(r, top),
         source_path=source_path,
     )
 

@@ -123,6 +123,8 @@ class StaticClient:
     post_logout_redirect_uris: tuple[str, ...] = ()
     backchannel_logout_uri: str = ""
     client_credentials_groups: tuple[str, ...] = ()
+    # mfaChain (Dex main): authenticator ids to pass after login; None: mfa.defaultMFAChain, (): none.
+    mfa_chain: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,82 @@ class ConnectorConfig:
 
 
 @dataclass(frozen=True)
+class MFAAuthenticator:
+    """mfa.authenticators[] (Dex main's shape); only type TOTP runs in Portico."""
+
+    id: str
+    type: str = "TOTP"
+    issuer: str = ""  # config.issuer: the name the authenticator app shows ("" = frontend.issuer)
+    connector_types: tuple[str, ...] = ()  # connectorTypes: limit to these connector types; () = all
+    enrollment: str = "required"  # config.enrollment (Portico's own): "required" | "optional"
+
+
+@dataclass(frozen=True)
+class MFAConfig:
+    """mfa: the second factors (see appliance.mfa and docs/security.md)."""
+
+    authenticators: tuple[MFAAuthenticator, ...] = ()
+    default_chain: tuple[str, ...] = ()  # defaultMFAChain: for clients without their own mfaChain
+    # Portico's own: let the password grant skip the second factor (it cannot carry one).
+    allow_password_grant: bool = False
+
+
+@dataclass(frozen=True)
+class ThrottleLimit:
+    """security.bruteForce.account / .clientIP: failures allowed within the window, then a lockout."""
+
+    max_failures: int
+    lockout_duration: timedelta
+
+
+@dataclass(frozen=True)
+class BruteForceConfig:
+    """security.bruteForce (Portico's own): failed password logins counted per account and client IP."""
+
+    enabled: bool = True
+    window: timedelta = timedelta(minutes=15)  # failures are counted from the first one for this long
+    account: ThrottleLimit = ThrottleLimit(10, timedelta(minutes=15))
+    client_ip: ThrottleLimit = ThrottleLimit(100, timedelta(minutes=15))
+    delay_initial: timedelta = timedelta(milliseconds=500)  # the answer to the 1st failure, doubling
+    delay_max: timedelta = timedelta(seconds=8)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: `per_minute` requests a minute on average, `burst` at once (0 per_minute: none)."""
+
+    per_minute: int
+    burst: int
+
+
+@dataclass(frozen=True)
+class RateLimitsConfig:
+    """security.rateLimits (Portico's own): token buckets in each process's memory."""
+
+    enabled: bool = True
+    token_per_ip: RateLimit = RateLimit(6000, 500)
+    token_per_client: RateLimit = RateLimit(12000, 1000)
+    device_code_per_ip: RateLimit = RateLimit(60, 20)
+    login_per_ip: RateLimit = RateLimit(300, 50)
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """security (Portico's own): brute-force protection and rate limits (see docs/security.md)."""
+
+    brute_force: BruteForceConfig = BruteForceConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """admin (Portico's own): where the admin API listens, and how long its audit log is kept."""
+
+    socket: str = ""  # "": $RUNTIME_DIRECTORY/admin.sock (see appliance.admin.client); restart to change
+    audit_retention_days: int = 90  # audit events older than this are deleted; 0 keeps them forever
+
+
+@dataclass(frozen=True)
 class Config:
     issuer: str
     storage: StorageConfig = StorageConfig()
@@ -161,6 +239,9 @@ class Config:
     connectors: tuple[ConnectorConfig, ...] = ()
     enable_password_db: bool = False
     static_passwords: tuple[StaticPassword, ...] = ()
+    mfa: MFAConfig = MFAConfig()
+    security: SecurityConfig = SecurityConfig()
+    admin: AdminConfig = AdminConfig()
     source_path: str = ""  # the file it came from, "" for the embedded default
 
 

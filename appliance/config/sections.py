@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from datetime import timedelta
 
 import yaml
 
 from appliance.config.schema import (
+    AdminConfig,
     ClientRemoteIP,
     ExpiryConfig,
     FrontendConfig,
@@ -366,3 +368,24 @@ def read_signer(r: Reader, top: Fields, expiry: ExpiryConfig, signing_keys: yaml
 
 def _or(value: timedelta | None, default: timedelta) -> timedelta:
     return default if value is None else value
+
+
+# AF_UNIX socket paths are limited to 108 bytes with the terminating NUL (Linux's sun_path).
+_MAX_SOCKET_PATH = 107
+_MAX_RETENTION_DAYS = 100 * 366
+
+
+def read_admin(r: Reader, top: Fields) -> AdminConfig:
+    """admin {socket, auditRetentionDays} (Portico's own). The socket is read once, at start-up."""
+    f = r.section(top, "admin", ("socket", "auditRetentionDays"))
+    d = AdminConfig()
+    socket = r.string(f, "socket") or ""
+    if socket and (socket.endswith("/") or len(os.path.abspath(socket).encode()) > _MAX_SOCKET_PATH):
+        r.error(f.child("socket"), f.value("socket"), f"{socket!r} cannot be a Unix socket path: it must "
+                f"name a file, at most {_MAX_SOCKET_PATH} bytes long once made absolute")
+    days = r.integer(f, "auditRetentionDays")
+    if days is not None and not 0 <= days <= _MAX_RETENTION_DAYS:
+        r.error(f.child("auditRetentionDays"), f.value("auditRetentionDays"),
+                f"{days} is out of range: 0 (keep the audit log forever) to {_MAX_RETENTION_DAYS} days")
+        days = None
+    return AdminConfig(socket=socket, audit_retention_days=d.audit_retention_days if days is None else days)

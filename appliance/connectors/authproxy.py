@@ -13,11 +13,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from appliance.connectors.base import Identity, Scopes
+from appliance.connectors.schemas import AUTHPROXY as SCHEMA
 from appliance.connectors.upstream_config import ConfigBlock, check
 from appliance.errors import ConnectorError
 
-_KEYS = ("userIDHeader", "userHeader", "userNameHeader", "emailHeader", "groupHeader", "groupHeaderSeparator",
-         "staticGroups")
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,15 @@ class UserRefusedError(ConnectorError):
     """The upstream answered, and its answer refuses this user (not an outage): a 403-type page at login,
     invalid_grant on refresh (the user was deleted or renamed, consent or the upstream grant was
     withdrawn, or what was kept at login can never refresh: no upstream refresh token, unreadable data).
-    Any other ConnectorError is taken for an outage that may pass (HTTP 503 on refresh)."""
+    Besides GrantRevokedError, any other ConnectorError is taken for an outage that may pass (HTTP 503
+    temporarily_unavailable on refresh): no answer, a timeout, a 5xx or a rate limit."""
+
+
+class GrantRevokedError(ConnectorError):
+    """The upstream answered that the token kept at login is no longer good (an API's HTTP 401: the
+    user revoked the app, the account was removed or disabled, the token expired for good). Permanent
+    on refresh (invalid_grant); at login, a token the upstream has just issued and already refuses is
+    an upstream fault like any other (the "Login failed" page), not a verdict on the user."""
 
 
 class UserNotInRequiredGroupsError(UserRefusedError):

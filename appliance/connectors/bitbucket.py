@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from appliance.clock import Clock, SystemClock
 from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError
+from appliance.connectors.schemas import BITBUCKET as SCHEMA
 from appliance.connectors.social_config import filter_groups, read_config
 from appliance.connectors.social_http import (
     MAX_PAGES,
@@ -30,7 +31,7 @@ log = logging.getLogger("portico.connectors.bitbucket")
 
 WHO = "bitbucket"
 SCOPES = ("account", "email")
-_KEYS = ("clientID", "clientSecret", "redirectURI", "teams", "includeTeamGroups", "getWorkspacePermissions")
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError, UserRefusedError
+from appliance.connectors.schemas import CROWD as SCHEMA
 from appliance.connectors.social_config import filter_groups, read_config
 from appliance.connectors.social_http import (
     MAX_PAGES,
@@ -34,7 +35,7 @@ _WRONG_CREDENTIALS = ("INVALID_USER_AUTHENTICATION", "USER_NOT_FOUND")
 # Reasons that refuse a real account: not an outage, and not worth retrying with another password.
 _ACCOUNT_REFUSED = ("INACTIVE_ACCOUNT", "EXPIRED_CREDENTIAL")
 _PREFERRED_FIELDS = ("", "key", "name", "email")
-_KEYS = ("baseURL", "clientID", "clientSecret", "groups", "preferredUsernameField", "usernamePrompt")
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,12 @@ class CrowdConnector:
             response = await self._checked(crowd, "POST", f"{API}/session",
                                            params={"validate-password": "false"}, json={"username": username})
             if response.status_code != 201:
-                raise ConnectorError(f"crowd: authenticate user: HTTP {response.status_code}")
+                reason = _reason(response)
+                if reason in (*_ACCOUNT_REFUSED, "USER_NOT_FOUND"):
+                    # Removed or deactivated since the login: the grant ends (invalid_grant).
+                    raise UpstreamDenied(f"crowd: user {username!r} refused: {reason}")
+                status = response.status_code
+                raise ConnectorError(f"crowd: authenticate user: HTTP {status} {reason}".rstrip())
             if scopes.groups:
                 fresh = replace(fresh, groups=await self._groups(crowd, fresh.username))
         return replace(fresh, connector_data=identity.connector_data)
@@ -144,6 +150,8 @@ class CrowdConnector:
 
     async def _user(self, crowd: Upstream, username: str) -> dict[str, Any]:
         response = await self._checked(crowd, "GET", f"{API}/user", params={"username": username})
+        if response.status_code == 404 and _reason(response) == "USER_NOT_FOUND":
+            raise UpstreamDenied(f"crowd: user {username!r} does not exist")
         if response.status_code != 200:
             raise ConnectorError(f"crowd: get user: HTTP {response.status_code}")
         return json_object(WHO, crowd.decode(response), "user")
@@ -175,6 +183,12 @@ class CrowdConnector:
                 )
             return allowed
         return tuple(found)
+
+
+def _reason(response: httpx.Response) -> str:
+    """Crowd's error reason ({"reason": "USER_NOT_FOUND", "message": ...}), or ""."""
+    error = maybe_json(response)
+    return text(error.get("reason")) if isinstance(error, dict) else ""
 
 
 def open_crowd(connector_id: str, config: Mapping[str, Any]) -> CrowdConnector:

@@ -9,6 +9,7 @@ from typing import Any
 
 from appliance.clock import Clock, SystemClock
 from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError
+from appliance.connectors.schemas import GITEA as SCHEMA
 from appliance.connectors.social_config import Org, read_config, unique
 from appliance.connectors.social_http import (
     MAX_PAGES,
@@ -29,7 +30,7 @@ log = logging.getLogger("portico.connectors.gitea")
 
 WHO = "gitea"
 TEAMS_PER_PAGE = 20
-_KEYS = ("baseURL", "clientID", "clientSecret", "redirectURI", "orgs", "loadAllGroups", "useLoginAsID")
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def parse_config(config: Mapping[str, Any]) -> GiteaConfig:
         client_id=reader.required("clientID"),
         client_secret=reader.required("clientSecret"),
         redirect_uri=reader.required("redirectURI"),
-        orgs=reader.orgs(),
+        orgs=reader.orgs(SCHEMA.names("orgs")),
         load_all_groups=reader.boolean("loadAllGroups"),
         use_login_as_id=reader.boolean("useLoginAsID"),
     )

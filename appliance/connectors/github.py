@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from appliance.clock import Clock, SystemClock
 from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError
+from appliance.connectors.schemas import GITHUB as SCHEMA
 from appliance.connectors.social_config import Org, filter_groups, read_config
 from appliance.connectors.social_http import (
     MAX_PAGES,
@@ -34,10 +35,7 @@ SCOPE_EMAIL = "user:email"  # /user and /user/emails
 SCOPE_ORGS = "read:org"  # /user/orgs, /user/teams, org membership
 API_VERSION = "2022-11-28"  # X-GitHub-Api-Version, pinned as Dex pins it
 _TEAM_NAME_FIELDS = ("", "name", "slug", "both")
-_KEYS = (
-    "clientID", "clientSecret", "redirectURI", "org", "orgs", "hostName", "rootCA", "teamNameField",
-    "loadAllGroups", "useLoginAsID", "preferredEmailDomain",
-)
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ def parse_config(config: Mapping[str, Any]) -> GitHubConfig:
         client_secret=reader.required("clientSecret"),
         redirect_uri=reader.required("redirectURI"),
         org=reader.string("org"),
-        orgs=reader.orgs(),
+        orgs=reader.orgs(SCHEMA.names("orgs")),
         host_name=reader.string("hostName"),
         root_ca=reader.pem_file("rootCA"),
         team_name_field=reader.choice("teamNameField", _TEAM_NAME_FIELDS),

@@ -13,6 +13,7 @@ from joserfc.jwk import KeySet
 
 from appliance.clock import Clock, SystemClock
 from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError, UserRefusedError
+from appliance.connectors.schemas import GOOGLE as SCHEMA
 from appliance.connectors.social_config import filter_groups, read_config
 from appliance.connectors.social_gdirectory import (
     WILDCARD_DOMAIN,
@@ -41,10 +42,7 @@ WHO = "google"
 # Clock skew tolerated on the ID token's exp/iat (go-oidc allows none on exp; Google's clocks are good,
 # ours may not be).
 LEEWAY_SECONDS = 60
-_KEYS = (
-    "clientID", "clientSecret", "redirectURI", "scopes", "hostedDomains", "groups", "serviceAccountFilePath",
-    "adminEmail", "domainToAdminEmail", "fetchTransitiveGroupMembership", "promptType",
-)
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ from typing import Any
 from urllib.parse import quote
 
 from appliance.connectors.base import Identity, Scopes
+from appliance.connectors.schemas import KEYSTONE as SCHEMA
 from appliance.connectors.social_config import read_config
 from appliance.connectors.social_http import (
     MAX_PAGES,
     TrustStore,
     Upstream,
+    UpstreamDenied,
     json_object,
     plain_upstream,
     text,
@@ -26,7 +28,7 @@ log = logging.getLogger("portico.connectors.keystone")
 WHO = "keystone"
 TOKEN_HEADER = "X-Subject-Token"  # noqa: S105 (a header name): where Keystone hands out a new token
 AUTH_HEADER = "X-Auth-Token"  # where it expects one
-_KEYS = ("domain", "keystoneHost", "keystoneUsername", "keystonePassword")
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,13 @@ class KeystoneConnector:
             if admin is None:
                 raise ConnectorError("keystone: failed to obtain admin token: admin credentials refused")
             token, _ = admin
-            if await self._user(keystone, identity.user_id, token) is None:
-                raise ConnectorError(f"keystone: user {identity.user_id!r} does not exist")
+            # The admin's answer is the verdict: a user deleted or disabled since the login is refused for
+            # good (invalid_grant); the admin's own credentials failing is an outage (503).
+            user = await self._user(keystone, identity.user_id, token)
+            if user is None:
+                raise UpstreamDenied(f"keystone: user {identity.user_id!r} does not exist")
+            if user.get("enabled") is False:
+                raise UpstreamDenied(f"keystone: user {identity.user_id!r} is disabled")
             if scopes.groups:
                 identity = replace(identity, groups=await self._groups(keystone, identity.user_id, token))
         return identity

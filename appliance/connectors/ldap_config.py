@@ -15,6 +15,9 @@ from cryptography import x509
 from ldap3.core.exceptions import LDAPInvalidFilterError
 from ldap3.operation.search import parse_filter
 
+from appliance.connectors.config_schema import ConfigProblems
+from appliance.connectors.schemas import LDAP as LDAP_SCHEMA
+
 log = logging.getLogger("portico.connectors.ldap")
 
 # ldap3's own filter parser, used only to reject a bad filter when the config is read (it is untyped).
@@ -23,17 +26,11 @@ _parse_filter: Callable[..., object] = parse_filter
 Transport = Literal["ldaps", "starttls", "plain"]
 Scope = Literal["SUBTREE", "LEVEL"]
 
-_TOP_KEYS = (
-    "host", "insecureNoSSL", "insecureSkipVerify", "startTLS", "rootCA", "rootCAData", "clientCert",
-    "clientKey", "bindDN", "bindPW", "usernamePrompt", "userSearch", "groupSearch", "kerberos",
-)
-_USER_KEYS = (
-    "baseDN", "filter", "username", "scope", "idAttr", "emailAttr", "nameAttr", "preferredUsernameAttr",
-    "emailSuffix",
-)
-_GROUP_KEYS = ("baseDN", "filter", "scope", "userAttr", "groupAttr", "recursionGroupAttr", "userMatchers",
-               "nameAttr")
-_MATCHER_KEYS = ("userAttr", "groupAttr", "recursionGroupAttr")
+# The keys of each block come from the schema, the one list the console's form is built from too.
+_TOP_KEYS = LDAP_SCHEMA.names()
+_USER_KEYS = LDAP_SCHEMA.names("userSearch")
+_GROUP_KEYS = LDAP_SCHEMA.names("groupSearch")
+_MATCHER_KEYS = LDAP_SCHEMA.names("groupSearch.userMatchers")
 # Keys Dex knows that Portico does not act on: a warning, not an error.
 _UNSUPPORTED = {"kerberos": "Kerberos (SPNEGO) single sign-on is not supported; password logins still work"}
 # Keys people copy from examples on the web that no Dex version ever read.
@@ -294,7 +291,7 @@ def parse_config(config: Mapping[str, Any]) -> LDAPConfig:
     if not parsed.username_attrs:
         problems.append("userSearch.username is required")
     if problems:
-        raise ValueError("; ".join(problems))
+        raise ConfigProblems("", problems)
     _warn_useless(parsed)
     return parsed
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from appliance.clock import Clock, SystemClock
 from appliance.connectors.base import Identity, Scopes
+from appliance.connectors.schemas import LINKEDIN as SCHEMA
 from appliance.connectors.social_config import read_config
 from appliance.connectors.social_http import (
     OAuth2App,
@@ -30,7 +31,7 @@ log = logging.getLogger("portico.connectors.linkedin")
 WHO = "linkedin"
 # LinkedIn retired r_liteprofile/r_emailaddress (which Dex's connector still asks for) for OpenID Connect.
 SCOPES = ("openid", "profile", "email")
-_KEYS = ("clientID", "clientSecret", "redirectURI")
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 @dataclass(frozen=True)

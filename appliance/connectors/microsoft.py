@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.clock import Clock, SystemClock
-from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError
+from appliance.connectors.base import GrantRevokedError, Identity, Scopes, UserNotInRequiredGroupsError
+from appliance.connectors.schemas import MICROSOFT as SCHEMA
 from appliance.connectors.social_config import filter_groups, read_config
 from appliance.connectors.social_http import (
     MAX_PAGES,
@@ -40,11 +41,7 @@ _SHARED_TENANTS = ("common", "consumers", "organizations")
 _USER_FIELDS = "id,displayName,userPrincipalName,mailNickname,onPremisesSamAccountName"
 _PREFERRED_FIELDS = {"name": "displayName", "email": "userPrincipalName", "mailNickname": "mailNickname",
                      "onPremisesSamAccountName": "onPremisesSamAccountName"}
-_KEYS = (
-    "clientID", "clientSecret", "clientAssertion", "redirectURI", "tenant", "onlySecurityGroups", "groups",
-    "groupNameFormat", "useGroupsAsWhitelist", "emailToLowercase", "batchGroupLookups", "apiURL", "graphURL",
-    "promptType", "domainHint", "scopes", "preferredUsernameField",
-)
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 @dataclass(frozen=True)
@@ -176,7 +173,7 @@ class MicrosoftConnector:
         )
         body = maybe_json(response)
         if response.status_code != 200:
-            raise ConnectorError(f"microsoft: get user: {graph_error(response.status_code, body)}")
+            raise graph_failure("get user", response.status_code, body)
         return json_object(WHO, body, "/v1.0/me")
 
     async def _fill(
@@ -204,7 +201,7 @@ class MicrosoftConnector:
             response = await session.request("POST", next_url, json=body, expect=range(100, 600))
             answer = maybe_json(response)
             if response.status_code != 200:
-                raise ConnectorError(f"microsoft: get groups: {graph_error(response.status_code, answer)}")
+                raise graph_failure("get groups", response.status_code, answer)
             answer = json_object(WHO, answer, url)
             page = answer.get("value")
             values.extend(page if isinstance(page, list) else [])
@@ -246,6 +243,13 @@ def graph_error(status: int, body: object) -> str:
     if isinstance(error, dict):
         return f"HTTP {status}: {text(error.get('code'))}: {text(error.get('message'))}"
     return f"HTTP {status}"
+
+
+def graph_failure(what: str, status: int, body: object) -> ConnectorError:
+    """A failed Graph call; a 401 (InvalidAuthenticationToken: the token was revoked, the account
+    disabled or deleted) ends the grant, anything else may pass."""
+    kind = GrantRevokedError if status == 401 else ConnectorError
+    return kind(f"microsoft: {what}: {graph_error(status, body)}")
 
 
 def open_microsoft(

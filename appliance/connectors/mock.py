@@ -39,6 +39,10 @@ class MockCallbackConnector:
     async def refresh(self, scopes: Scopes, identity: Identity) -> Identity:
         return self.identity
 
+    async def token_identity(self, subject_token_type: str, subject_token: str) -> Identity:
+        """Token exchange: any token is Kilgore Trout's (Dex's mock does the same)."""
+        return self.identity
+
 
 class MockPasswordConnector:
     """Accepts exactly the configured username and password."""

@@ -15,6 +15,7 @@ from authlib.integrations.base_client import OAuthError as AuthlibOAuthError  # 
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # type: ignore[import-untyped]
 
 from appliance.connectors.base import Identity, Scopes
+from appliance.connectors.schemas import OAUTH
 from appliance.connectors.upstream_claims import go_value_string, groups_from_object
 from appliance.connectors.upstream_config import ConfigBlock, check, http_url, read_root_cas, required
 from appliance.connectors.upstream_http import UpstreamHTTP, UpstreamRefusedError
@@ -22,11 +23,9 @@ from appliance.errors import ConnectorError
 
 log = logging.getLogger("portico.connectors.oauth")
 
-_TOP_KEYS = (
-    "clientID", "clientSecret", "redirectURI", "tokenURL", "authorizationURL", "userInfoURL", "scopes",
-    "rootCAs", "insecureSkipVerify", "userIDKey", "claimMapping",
-)
-_MAPPING_KEYS = ("userNameKey", "preferredUsernameKey", "groupsKey", "emailKey", "emailVerifiedKey")
+# The keys of each block come from the schema, the one list the console's form is built from too.
+_TOP_KEYS = OAUTH.names()
+_MAPPING_KEYS = OAUTH.names("claimMapping")
 
 
 @dataclass(frozen=True)

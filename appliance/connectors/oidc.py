@@ -172,12 +172,16 @@ class OIDCConnector:
         meta, verifier = await self._provider()
         token = await self._token(meta, "refresh_token", refresh_token=refresh_token)
         raw_id = _text(token, "id_token")
-        claims: dict[str, Any] | None = None
-        if raw_id:
-            claims = await verifier.verify(raw_id, audience=self.config.client_id, nonce=None)
-        if self.config.get_user_info:
-            claims = await self._with_userinfo(meta, claims, _text(token, "access_token"))
         data = encode_refresh_data(_text(token, "refresh_token") or refresh_token, raw_id or old_id_token)
+        claims: dict[str, Any] | None = None
+        try:
+            if raw_id:
+                claims = await verifier.verify(raw_id, audience=self.config.client_id, nonce=None)
+            if self.config.get_user_info:
+                claims = await self._with_userinfo(meta, claims, _text(token, "access_token"))
+        except ConnectorError as exc:
+            exc.connector_data = data  # the upstream may have rotated its refresh token: keep the new one
+            raise
         if claims is None:
             # Neither an ID token nor userinfo: nothing to re-map, so the user stays as they were.
             return replace(identity, connector_data=data)

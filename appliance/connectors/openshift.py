@@ -9,6 +9,7 @@ from typing import Any
 
 from appliance.clock import Clock, SystemClock
 from appliance.connectors.base import Identity, Scopes, UserNotInRequiredGroupsError
+from appliance.connectors.schemas import OPENSHIFT as SCHEMA
 from appliance.connectors.social_config import filter_groups, read_config
 from appliance.connectors.social_http import (
     OAuth2App,
@@ -30,7 +31,7 @@ WHO = "openshift"
 SCOPES = ("user:info",)
 WELL_KNOWN = "/.well-known/oauth-authorization-server"  # RFC 8414, served by the API server
 USER_PATH = "/apis/user.openshift.io/v1/users/~"  # "~" is the user the token belongs to
-_KEYS = ("issuer", "clientID", "clientSecret", "redirectURI", "groups", "insecureCA", "rootCA")
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 @dataclass(frozen=True)

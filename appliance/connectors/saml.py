@@ -28,6 +28,7 @@ from appliance.connectors.saml_xml import (
     name_id_format,
     saml_id,
 )
+from appliance.connectors.schemas import SAML as SCHEMA
 from appliance.errors import ConnectorError
 
 __all__ = ["MemoryReplayCache", "ReplayCache", "SAMLConfig", "SAMLError", "SAMLGroupsError", "SAMLProvider",
@@ -39,11 +40,7 @@ log = logging.getLogger(__name__)
 # request lifetime: the InResponseTo binding makes it useless after that anyway).
 DEFAULT_REPLAY_WINDOW = timedelta(hours=24)
 
-_KEYS = (
-    "ssoURL", "ca", "caData", "insecureSkipSignatureValidation", "redirectURI", "entityIssuer",
-    "ssoIssuer", "usernameAttr", "emailAttr", "groupsAttr", "groupsDelim", "allowedGroups",
-    "filterGroups", "nameIDPolicyFormat",
-)
+_KEYS = SCHEMA.names()  # the schema is the one list of keys (schemas.py)
 
 
 class ReplayCache(Protocol):

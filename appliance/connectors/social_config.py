@@ -12,6 +12,8 @@ from typing import Any
 
 from cryptography import x509
 
+from appliance.connectors.config_schema import ConfigProblems
+
 
 @dataclass(frozen=True)
 class Org:
@@ -121,9 +123,10 @@ class ConfigReader:
             for index, item in enumerate(value)
         ]
 
-    def orgs(self, key: str = "orgs") -> tuple[Org, ...]:
+    def orgs(self, known: Sequence[str], key: str = "orgs") -> tuple[Org, ...]:
+        """`orgs` (github, gitea); `known` is the schema's names for an entry ("name", "teams")."""
         found: list[Org] = []
-        for child in self.children(key, ("name", "teams")):
+        for child in self.children(key, known):
             name = child.required("name")
             found.append(Org(name, child.strings("teams")))
         return tuple(found)
@@ -165,7 +168,7 @@ class ConfigReader:
     def check(self) -> None:
         """Raise one ValueError listing every problem found so far."""
         if self.problems:
-            raise ValueError(f"{self.type_name} connector: " + "; ".join(self.problems))
+            raise ConfigProblems(f"{self.type_name} connector: ", self.problems)
 
 
 def read_config(type_name: str, config: Mapping[str, Any] | None, known: Sequence[str]) -> ConfigReader:

@@ -19,7 +19,7 @@ from authlib.integrations.base_client import OAuthError  # type: ignore[import-u
 from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
 
 from appliance.clock import Clock
-from appliance.connectors.base import UserRefusedError
+from appliance.connectors.base import GrantRevokedError, UserRefusedError
 from appliance.connectors.social_token import UpstreamToken, token_from_response
 from appliance.errors import ConnectorError
 
@@ -32,6 +32,9 @@ MAX_PAGES = 200
 # How much of an upstream's error body goes into the (logged, never displayed) error message.
 _BODY_SHOWN = 200
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+# A token endpoint's answers to a refresh token that end the grant for good: RFC 6749's invalid_grant,
+# and GitHub's own code for a refresh token that is expired, revoked or already used.
+_REFRESH_REFUSALS = ("invalid_grant", "bad_refresh_token")
 
 
 class UpstreamDenied(UserRefusedError):
@@ -230,6 +233,20 @@ class OAuthSession(Upstream):
         self.app = app
         self.clock = clock
 
+    async def request(
+        self, method: str, url: str, *, expect: Sequence[int] = (200,), **kwargs: Any
+    ) -> httpx.Response:
+        """An API call signed with the user's token. A 401 that the caller did not expect means the
+        upstream no longer honours the token (revoked, the account removed or disabled): GrantRevokedError.
+        A 403 stays an ordinary failure: it is also how APIs say "rate limited" or "missing scope"."""
+        response = await super().request(method, url, expect=(*expect, 401), **kwargs)
+        if response.status_code == 401 and 401 not in expect:
+            raise GrantRevokedError(
+                f"{self.who}: {method} {urlsplit(url).path}: HTTP 401: the upstream refused the user's "
+                f"token: {_short(response)}"
+            )
+        return response
+
     def use(self, token: UpstreamToken) -> None:
         """Sign the following API calls with `token` (always as Bearer, whatever case the upstream used)."""
         self.client.token = {"access_token": token.access_token, "token_type": "Bearer"}
@@ -254,7 +271,10 @@ class OAuthSession(Upstream):
             self.use(token)
             return token, False
         if not token.refresh_token:
-            raise ConnectorError(f"{self.who}: the upstream access token expired; no refresh token is kept")
+            # Nothing can renew it: the user must log in again (invalid_grant), it is no outage.
+            raise GrantRevokedError(
+                f"{self.who}: the upstream access token expired; no refresh token is kept"
+            )
         return await self.refresh(token.refresh_token, **extra), True
 
     async def _token_call(self, what: str, call: Any, **params: str) -> UpstreamToken:
@@ -272,7 +292,7 @@ class OAuthSession(Upstream):
             # The upstream's own refusal (invalid_grant, bad_verification_code...): no secret in it.
             reason = f"{exc.error}: {exc.description or ''}".rstrip(": ")
             # A refresh token the upstream no longer honours ends the grant; it is no outage.
-            refused = exc.error == "invalid_grant" and "refresh_token" in params
+            refused = exc.error in _REFRESH_REFUSALS and "refresh_token" in params
             raise (UpstreamDenied if refused else ConnectorError)(f"{self.who}: {what}: {reason}") from None
         except httpx.HTTPStatusError as exc:
             raise ConnectorError(f"{self.who}: {what}: HTTP {exc.response.status_code}") from None

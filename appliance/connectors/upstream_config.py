@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 
 from cryptography import x509
 
+from appliance.connectors.config_schema import ConfigProblems
+
 
 class ConfigBlock:
     """One mapping of a connector config: keys matched case-insensitively, every problem collected.
@@ -85,7 +87,7 @@ class ConfigBlock:
 def check(kind: str, problems: list[str]) -> None:
     """Raise one ValueError naming every problem (the config loader shows them with the connector)."""
     if problems:
-        raise ValueError(f"{kind} connector: " + "; ".join(problems))
+        raise ConfigProblems(f"{kind} connector: ", problems)
 
 
 def required(block: ConfigBlock, *keys: str) -> None:

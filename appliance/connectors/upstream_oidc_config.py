@@ -8,23 +8,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.connectors.schemas import OIDC
 from appliance.connectors.upstream_claims import ClaimRules, NewGroupFromClaims
 from appliance.connectors.upstream_config import ConfigBlock, check, http_url, read_root_cas, required
 from appliance.connectors.upstream_discovery import Overrides
 
 log = logging.getLogger("portico.connectors.oidc")
 
-_TOP_KEYS = (
-    "issuer", "issuerAlias", "clientID", "clientSecret", "redirectURI", "providerDiscoveryOverrides",
-    "basicAuthUnsupported", "scopes", "hostedDomains", "rootCAs", "insecureSkipEmailVerified",
-    "insecureEnableGroups", "allowedGroups", "acrValues", "insecureSkipVerify", "getUserInfo", "userIDKey",
-    "userNameKey", "promptType", "pkceChallenge", "overrideClaimMapping", "claimMapping",
-    "claimModifications",
-)
-_OVERRIDE_KEYS = ("tokenURL", "authURL", "jwksURL", "userInfoURL", "deviceAuthURL", "endSessionURL")
-_MAPPING_KEYS = ("preferred_username", "email", "groups")
-_MODIFICATION_KEYS = ("newGroupFromClaims", "filterGroupClaims", "modifyGroupNames")
-_NEW_GROUP_KEYS = ("claims", "delimiter", "clearDelimiter", "prefix")
+# The keys of each block come from the schema, the one list the console's form is built from too.
+_TOP_KEYS = OIDC.names()
+_OVERRIDE_KEYS = OIDC.names("providerDiscoveryOverrides")
+_MAPPING_KEYS = OIDC.names("claimMapping")
+_MODIFICATION_KEYS = OIDC.names("claimModifications")
+_NEW_GROUP_KEYS = OIDC.names("claimModifications.newGroupFromClaims")
+_RENAME_KEYS = OIDC.names("claimModifications.modifyGroupNames")
+_FILTER_KEYS = OIDC.names("claimModifications.filterGroupClaims")
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ def parse_oidc_config(connector_id: str, config: Mapping[str, Any]) -> OIDCConfi
     if pkce not in ("", "S256", "plain"):
         problems.append(f'pkceChallenge must be "S256" or "plain", not {pkce!r}')
     label = f'oidc connector "{connector_id}"'
-    renames = modifications.block("modifyGroupNames", ("prefix", "suffix"))
+    renames = modifications.block("modifyGroupNames", _RENAME_KEYS)
     rules = ClaimRules(
         label=label,
         user_id_key=top.string("userIDKey"),
@@ -129,7 +127,7 @@ def parse_oidc_config(connector_id: str, config: Mapping[str, Any]) -> OIDCConfi
 
 
 def _groups_filter(modifications: ConfigBlock, problems: list[str]) -> re.Pattern[str] | None:
-    block = modifications.block("filterGroupClaims", ("groupsFilter",))
+    block = modifications.block("filterGroupClaims", _FILTER_KEYS)
     pattern = block.string("groupsFilter")
     if not pattern:
         return None

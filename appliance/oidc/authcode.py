@@ -6,6 +6,7 @@ import logging
 from dataclasses import replace
 
 from appliance.errors import NotFound, OAuthError
+from appliance.ids import new_id
 from appliance.oidc.deps import Deps, Snapshot
 from appliance.oidc.discovery import GRANT_AUTHORIZATION_CODE
 from appliance.oidc.grant import TokenContext, may_issue_refresh
@@ -13,7 +14,6 @@ from appliance.oidc.issue import mint, token_response
 from appliance.oidc.pkce import verify_pkce
 from appliance.oidc.refreshstore import create_refresh_token, revoke_refresh_token
 from appliance.oidc.revocation import revoke_grant
-from appliance.oidc.tokens import decode_refresh_token
 from appliance.store.models import AuthCode, Client
 
 log = logging.getLogger("portico.oidc.token")
@@ -54,11 +54,15 @@ async def load_code(deps: Deps, snap: Snapshot, code_id: str, client: Client) ->
 
 async def redeem_code(deps: Deps, snap: Snapshot, client: Client, code: AuthCode) -> dict[str, object]:
     """Spend `code` and issue its tokens (the code grant, and the device flow's callback)."""
+    conn = snap.connectors.get(code.connector_id)
+    # The refresh token's id is chosen now and written with the spending, in the same compare-and-swap:
+    # a replay finds it there (a token that was never made after all is simply not found then).
+    refresh_id = new_id() if conn is not None and may_issue_refresh(snap, conn.instance, code.scopes) else ""
 
     def spend(old: AuthCode) -> AuthCode:
         if old.redeemed:
             raise _Replayed
-        return replace(old, redeemed=True)
+        return replace(old, redeemed=True, refresh_token_id=refresh_id or old.refresh_token_id)
 
     # The compare-and-swap is the single-use gate: of two concurrent redemptions only one marks the
     # code. It happens before minting, so a failure afterwards leaves the code spent (replay safety
@@ -70,7 +74,6 @@ async def redeem_code(deps: Deps, snap: Snapshot, client: Client, code: AuthCode
     except _Replayed:
         await _on_replay(deps, snap, code)
         raise OAuthError("invalid_grant", _INVALID) from None
-    conn = snap.connectors.get(code.connector_id)
     if conn is None:
         log.error("an auth code names connector %r, which is no longer configured", code.connector_id)
         raise OAuthError("invalid_grant", _INVALID)
@@ -80,19 +83,12 @@ async def redeem_code(deps: Deps, snap: Snapshot, client: Client, code: AuthCode
         sid=code.session_id,
     )
     refresh = None
-    if may_issue_refresh(snap, conn.instance, code.scopes):
+    if refresh_id:
         refresh = await create_refresh_token(
             deps, client_id=client.id, connector_id=code.connector_id, claims=code.claims,
             scopes=code.scopes, nonce=code.nonce, connector_data=code.connector_data, grant_id=code.id,
-            auth_time=code.auth_time, session_id=code.session_id, snap=snap,
+            auth_time=code.auth_time, session_id=code.session_id, snap=snap, token_id=refresh_id,
         )
-        refresh_id = decode_refresh_token(refresh)[0]
-        try:
-            await deps.storage.auth_codes.update(
-                code.id, lambda old: replace(old, refresh_token_id=refresh_id)
-            )
-        except NotFound:
-            pass  # collected already: the grant id still revokes the family
     return token_response(minted, refresh)
 
 

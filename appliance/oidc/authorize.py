@@ -11,8 +11,10 @@ from urllib.parse import urlsplit
 
 from appliance.errors import DisplayedError, OAuthError, RedirectError
 from appliance.ids import new_hmac_key, new_id
+from appliance.mfa.policy import session_satisfies
 from appliance.oidc import scopes as sc
 from appliance.oidc.deps import Deps, Snapshot
+from appliance.oidc.pkce import check_challenge
 from appliance.oidc.sessions import verify_hint
 from appliance.oidc.tokens import encode_sub
 from appliance.oidc.urls import DEVICE_CALLBACK_PATH, REDIRECT_URI_OOB
@@ -185,14 +187,14 @@ async def check_request_object(c: _Check) -> None:
 
 
 async def check_pkce(c: _Check) -> None:
-    challenge = c.get("code_challenge")
-    method = c.get("code_challenge_method") or "plain"  # RFC 7636 4.3: plain when absent
     pkce_config = c.snap.config.oauth2.pkce
-    if challenge and method not in pkce_config.code_challenge_methods_supported:
-        raise c.fail("invalid_request", f"Unsupported PKCE challenge method ({json.dumps(method)}).")
-    if pkce_config.enforce and not challenge:
+    try:  # RFC 7636 4.3: plain when the method is absent
+        c.pkce = check_challenge(c.get("code_challenge"), c.get("code_challenge_method"),
+                                 pkce_config.code_challenge_methods_supported)
+    except OAuthError as exc:
+        raise c.fail(exc.error, exc.description) from None
+    if pkce_config.enforce and not c.pkce.code_challenge:
         raise c.fail("invalid_request", "PKCE is required. The code_challenge parameter must be provided.")
-    c.pkce = PKCE(challenge, method) if challenge else PKCE()
 
 
 async def check_scopes(c: _Check) -> None:
@@ -261,6 +263,8 @@ def _reusable(c: _Check) -> BrowserSession | None:
         return None
     if not connector_allowed(c.client, session.connector_id) or session.connector_id not in c.snap.connectors:
         return None
+    if not session_satisfies(c.snap, c.client, session):
+        return None  # its login did not pass a second factor this client asks for
     if c.get("connector_id") and c.get("connector_id") != session.connector_id:
         return None
     hint = c.get("id_token_hint")

@@ -15,6 +15,7 @@ from appliance.config.schema import Config, StaticClient, StaticPassword
 from appliance.errors import NotFound, PorticoError
 from appliance.oidc.discovery import build_discovery, supported_grant_types, supported_response_types
 from appliance.oidc.urls import IssuerURL
+from appliance.security.protection import Protection
 from appliance.store.base import Storage
 from appliance.store.models import Client, Password
 
@@ -76,7 +77,7 @@ def client_from_static(item: StaticClient) -> Client:
         allowed_connectors=item.allowed_connectors,
         post_logout_redirect_uris=item.post_logout_redirect_uris,
         backchannel_logout_uri=item.backchannel_logout_uri,
-        client_credentials_groups=item.client_credentials_groups,
+        client_credentials_groups=item.client_credentials_groups, mfa_chain=item.mfa_chain,
     )
 
 
@@ -179,6 +180,7 @@ class Deps:
         self.storage = storage
         self.keys = keys
         self.clock = clock
+        self.protection = Protection(storage, clock)  # brute-force throttle and rate limits
         self._snapshot = snapshot
 
     @property

@@ -19,9 +19,9 @@ from appliance.oidc.clientauth import authenticate_client, parse_client_credenti
 from appliance.oidc.deps import Deps, Snapshot
 from appliance.oidc.discovery import GRANT_DEVICE_CODE
 from appliance.oidc.grant import TokenContext
-from appliance.oidc.pkce import verify_pkce
+from appliance.oidc.pkce import check_challenge, verify_pkce
 from appliance.oidc.urls import DEVICE_CALLBACK_PATH
-from appliance.store.models import PKCE, DeviceRequest, DeviceToken
+from appliance.store.models import DeviceRequest, DeviceToken
 
 log = logging.getLogger("portico.oidc.device")
 
@@ -46,10 +46,8 @@ async def device_authorize(
     client = await authenticate_client(deps, snap, parse_client_credentials(form, authorization))
     scopes = sc.split_scopes(form.get("scope", "")) or (sc.OPENID,)
     await validate_scopes(deps, snap, client, scopes)
-    challenge = form.get("code_challenge", "")
-    method = form.get("code_challenge_method", "") or "plain"
-    if challenge and method not in snap.config.oauth2.pkce.code_challenge_methods_supported:
-        raise OAuthError("invalid_request", f"Unsupported PKCE challenge method ({json.dumps(method)}).")
+    pkce = check_challenge(form.get("code_challenge", ""), form.get("code_challenge_method", ""),
+                           snap.config.oauth2.pkce.code_challenge_methods_supported)
     now = deps.clock.now()
     lifetime: timedelta = snap.config.expiry.device_requests
     device_code = new_secret()
@@ -66,7 +64,7 @@ async def device_authorize(
         raise OAuthError("server_error", status=500)
     await deps.storage.device_tokens.create(DeviceToken(
         device_code=device_code, status=PENDING, expiry=now + lifetime, last_request_time=now,
-        poll_interval=POLL_INTERVAL, pkce=PKCE(challenge, method) if challenge else PKCE(),
+        poll_interval=POLL_INTERVAL, pkce=pkce,
         client_id=client.id,
     ))
     verification = snap.issuer.abs_url("/device")

@@ -21,6 +21,7 @@ class TokenContext:
     snap: Snapshot
     client: Client
     form: Mapping[str, str]
+    client_ip: str = ""  # as the front derived it (web.clientRemoteIP); "" when unknown
 
     def get(self, name: str) -> str:
         return self.form.get(name, "")

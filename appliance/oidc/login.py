@@ -18,6 +18,7 @@ from appliance.connectors.base import (
     SAMLPost,
 )
 from appliance.errors import AlreadyExists, ConnectorError, DisplayedError, NotFound
+from appliance.mfa.policy import chain_for
 from appliance.oidc import scopes as sc
 from appliance.oidc.authorize import connector_allowed, store_auth_request, validate_authorize
 from appliance.oidc.deps import Deps, OpenConnector, Snapshot
@@ -204,12 +205,16 @@ async def load_password_login(deps: Deps, snap: Snapshot, connector_id: str, aut
 
 
 async def submit_password(
-    deps: Deps, snap: Snapshot, login: PasswordLogin, username: str, password: str
+    deps: Deps, snap: Snapshot, login: PasswordLogin, username: str, password: str, client_ip: str = ""
 ) -> AuthRequest | None:
-    """Check the credentials; None for wrong ones (the form is shown again). ConnectorError propagates."""
-    identity = await upstream(login.password_connector.login(
-        sc.connector_scopes(login.auth_req.scopes), username, password
-    ))
+    """Check the credentials; None for wrong ones (the form is shown again). ConnectorError propagates.
+    The brute-force throttle answers a locked account or address exactly as wrong credentials."""
+    identity = await deps.protection.check_password(
+        snap.config.security.brute_force, login.connector.id, username, client_ip,
+        lambda: upstream(login.password_connector.login(
+            sc.connector_scopes(login.auth_req.scopes), username, password
+        )),
+    )
     if identity is None:
         log.info("failed login attempt: invalid credentials (connector %s)", login.connector.id)
         return None
@@ -269,14 +274,21 @@ def claims_of(identity: Identity) -> Claims:
 async def finalize_login(
     deps: Deps, snap: Snapshot, auth_req: AuthRequest, identity: Identity, conn: OpenConnector
 ) -> AuthRequest:
-    """Bind the identity to the auth request; keep connector data for refresh on the offline session."""
+    """Bind the identity to the auth request; keep connector data for refresh on the offline session.
+    With second factors due (appliance.mfa), the request stays not logged in until they are passed."""
     claims = claims_of(identity)
+    pending = chain_for(snap, await deps.find_client(snap, auth_req.client_id), auth_req.connector_id)
 
     def mark(current: AuthRequest) -> AuthRequest:
-        return replace(current, logged_in=True, claims=claims, connector_data=identity.connector_data)
+        return replace(current, logged_in=not pending, claims=claims, connector_data=identity.connector_data,
+                       mfa_pending=pending, mfa_done=(), mfa_failures=0)
 
     updated = await deps.storage.auth_requests.update(auth_req.id, mark)
-    log.info("login successful: connector %s, user %s", auth_req.connector_id, identity.user_id)
+    if pending:  # "login successful" is logged (and counted) once the second factor is passed too
+        log.info("first factor accepted: connector %s, user %s; second factor due", auth_req.connector_id,
+                 identity.user_id)
+    else:
+        log.info("login successful: connector %s, user %s", auth_req.connector_id, identity.user_id)
     if sc.OFFLINE_ACCESS in auth_req.scopes and isinstance(conn.instance, RefreshConnector):
         await remember_connector_data(deps, identity, auth_req.connector_id)
     return updated

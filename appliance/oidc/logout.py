@@ -1,5 +1,12 @@
 """RP-initiated logout (OIDC RP-Initiated Logout 1.0) and back-channel logout (OIDC Back-Channel
-Logout 1.0): ending a browser session and telling the clients that got tokens in it."""
+Logout 1.0): ending a browser session, telling the clients that got tokens in it, and ending the
+upstream's session too when the login came through an OpenID Provider that offers it.
+
+Upstream logout, as Dex's main branch does it: /logout keeps the session, remembers on it where the
+browser goes afterwards, and sends the browser to the upstream's end_session_endpoint with
+post_logout_redirect_uri = <issuer>/logout/callback (plus the upstream ID token as id_token_hint,
+which Dex leaves out). The session ends, and the clients are told, only at /logout/callback: a user
+who abandons the upstream's page is still logged in everywhere, not half logged out."""
 
 from __future__ import annotations
 
@@ -8,15 +15,16 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlencode, urlsplit
 
-from appliance.errors import DisplayedError
+from appliance.errors import ConnectorError, DisplayedError, NotFound
 from appliance.ids import new_id
 from appliance.oidc.approval import with_params
 from appliance.oidc.deps import Deps, Snapshot
+from appliance.oidc.login import upstream
 from appliance.oidc.sessions import audiences, end_session, verify_hint
 from appliance.oidc.tokens import encode_sub
 from appliance.store.models import BrowserSession, Client
@@ -26,6 +34,21 @@ log = logging.getLogger("portico.oidc.logout")
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_LIFETIME = timedelta(minutes=2)
 BACKCHANNEL_TIMEOUT = 5.0  # seconds per client; a slow client must not hold the logout page
+LOGOUT_CALLBACK_PATH = "/logout/callback"  # where an upstream sends the browser back (Dex's path)
+
+
+@runtime_checkable
+class UpstreamLogoutConnector(Protocol):
+    """A connector whose upstream can end its own session (RP-Initiated Logout): the oidc connector."""
+
+    async def end_session_url(self, id_token_hint: str = "",
+                              post_logout_redirect_uri: str = "") -> str | None:
+        """The upstream's logout URL, or None when it advertises no end_session_endpoint."""
+        ...
+
+    def upstream_id_token(self, connector_data: bytes | None) -> str:
+        """The upstream ID token kept in the connector data at login, or ""."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -130,6 +153,39 @@ async def notify_backchannel(deps: Deps, snap: Snapshot, session: BrowserSession
 
     results = await asyncio.gather(*(one(cid, uri) for cid, uri in targets))
     return {cid: status for (cid, _), status in zip(targets, results, strict=True)}
+
+
+async def start_upstream_logout(
+    deps: Deps, snap: Snapshot, session: BrowserSession, redirect: str
+) -> str | None:
+    """The upstream's end_session URL to send the browser to, with `redirect` (where to go once back at
+    /logout/callback) kept on the session; None to log out here and now: the connector cannot end its
+    upstream's session, none is advertised, no upstream ID token was kept, or the upstream is down."""
+    entry = snap.connectors.get(session.connector_id)
+    conn = entry.instance if entry is not None else None
+    if not isinstance(conn, UpstreamLogoutConnector):
+        return None
+    hint = conn.upstream_id_token(session.connector_data)
+    if not hint:
+        return None
+    try:
+        url = await upstream(conn.end_session_url(hint, snap.issuer.abs_url(LOGOUT_CALLBACK_PATH)))
+    except ConnectorError as exc:
+        # Discovery failed: the user still gets logged out of Portico (the upstream's session stays).
+        log.warning("connector %s: upstream logout unavailable, logging out locally: %s",
+                    session.connector_id, exc)
+        return None
+    if not url:
+        return None
+    try:
+        await deps.storage.browser_sessions.update(
+            session.id, lambda old: replace(old, logout_redirect=redirect)
+        )
+    except NotFound:
+        return None
+    log.info("session of user %s: logging out at the upstream of connector %s", session.claims.user_id,
+             session.connector_id)
+    return url
 
 
 async def logout(deps: Deps, snap: Snapshot, session: BrowserSession | None) -> None:

@@ -7,6 +7,7 @@ import logging
 from appliance.connectors.base import PasswordConnector
 from appliance.errors import OAuthError
 from appliance.ids import new_id
+from appliance.mfa.flow import password_grant_allowed
 from appliance.oidc import scopes as sc
 from appliance.oidc.authorize import connector_allowed, validate_scopes
 from appliance.oidc.discovery import GRANT_PASSWORD
@@ -36,10 +37,19 @@ class PasswordGrant:
             raise OAuthError("server_error", status=500)
         if not connector_allowed(ctx.client, connector_id):
             raise OAuthError("unauthorized_client", "The password connector is not allowed for this client.")
-        identity = await upstream(conn.instance.login(sc.connector_scopes(scopes), username, password))
+        instance = conn.instance
+        identity = await ctx.deps.protection.check_password(  # a locked account answers as a wrong password
+            ctx.snap.config.security.brute_force, connector_id, username, ctx.client_ip,
+            lambda: upstream(instance.login(sc.connector_scopes(scopes), username, password)),
+        )
         if identity is None:
             log.info("password grant: invalid credentials (client %s)", ctx.client.id)
             raise OAuthError("access_denied", "Invalid username or password.", 401)
+        if not await password_grant_allowed(ctx.deps, ctx.snap, ctx.client, connector_id, identity.user_id):
+            log.info("password grant: refused, user %s must pass a second factor (client %s)",
+                     identity.user_id, ctx.client.id)
+            raise OAuthError("invalid_grant", "This user must give a second factor, which the password grant "
+                             "cannot carry: log in through the browser (authorization code flow) instead.")
         claims = claims_of(identity)
         now = ctx.deps.clock.now()
         grant_id = new_id()

@@ -6,7 +6,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime
 
-from appliance.connectors.base import Identity, RefreshConnector, UserRefusedError
+from appliance.connectors.base import GrantRevokedError, Identity, RefreshConnector, UserRefusedError
 from appliance.errors import ConnectorError, NotFound, OAuthError
 from appliance.oidc import scopes as sc
 from appliance.oidc.authorize import connector_allowed
@@ -119,8 +119,9 @@ class RefreshTokenGrant:
             if isinstance(conn.instance, RefreshConnector):
                 try:
                     fresh = await upstream(conn.instance.refresh(sc.connector_scopes(scopes), fresh))
-                except UserRefusedError as exc:
-                    # The upstream answered: this user is gone (or refused) for good, so is the grant.
+                except (UserRefusedError, GrantRevokedError) as exc:
+                    # The upstream answered: this user (or the upstream token) is gone for good, so is
+                    # the grant.
                     log.warning("connector %s refused to refresh user %s: %s", conn.id, claims.user_id, exc)
                     raise OAuthError("invalid_grant", "Failed to refresh the identity.") from None
                 except ConnectorError as exc:
@@ -128,6 +129,9 @@ class RefreshTokenGrant:
                     # may retry. RFC 6749 5.2 has no code for it; 4.1.2.1's temporarily_unavailable with a
                     # real 503 says exactly that (and the body carries no description: a server fault).
                     log.error("connector %s could not refresh user %s: %s", conn.id, claims.user_id, exc)
+                    if exc.connector_data is not None and exc.connector_data != connector_data:
+                        # Renewed upstream before the failure: the retry must start from the new state.
+                        await touch_offline_session(ctx.deps, token, token.last_used, exc.connector_data)
                     raise OAuthError("temporarily_unavailable", "", 503) from None
             # The user id is the key of everything the client stored: it never changes on refresh.
             claims = replace(claims_of(fresh), user_id=token.claims.user_id)

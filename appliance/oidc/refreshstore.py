@@ -111,22 +111,24 @@ async def create_refresh_token(
     auth_time: datetime | None = None,
     session_id: str = "",
     snap: Snapshot | None = None,
+    token_id: str = "",
 ) -> str:
     """Store a new refresh token and return its wire form. Unlike Dex, a user keeps one token per
     device: earlier tokens of the same client stay valid (up to MAX_TOKENS_PER_CLIENT). Connector
-    data lives on the offline session."""
+    data lives on the offline session. `token_id`: the id to store it under, when the caller chose
+    it beforehand (a new one otherwise)."""
     now = deps.clock.now()
     policy = (snap or deps.snapshot).config.expiry.refresh_tokens
     secret = new_secret()
     token = RefreshToken(
-        id=new_id(), token=stored_form(secret), client_id=client_id, connector_id=connector_id,
+        id=token_id or new_id(), token=stored_form(secret), client_id=client_id, connector_id=connector_id,
         claims=claims, scopes=scopes, created_at=now, last_used=now, nonce=nonce,
         expiry=refresh_expiry(policy, now, now), grant_id=grant_id, auth_time=auth_time,
         session_id=session_id,
     )
     await deps.storage.refresh_tokens.create(token)
     try:
-        await _link(deps, token, connector_data)
+        await _link(deps, token, connector_data, policy, now)
     except BaseException:
         # Never leave a token that no offline session knows of.
         try:
@@ -137,21 +139,19 @@ async def create_refresh_token(
     return encode_refresh_token(token.id, secret)
 
 
-async def _live_refs(deps: Deps, session: OfflineSession, client_id: str) -> list[RefreshTokenRef]:
-    """The client's references whose token still exists (garbage collection deletes tokens only)."""
-    live: list[RefreshTokenRef] = []
-    for ref in session.refresh.values():
-        if ref.client_id != client_id:
-            continue
-        try:
-            await deps.storage.refresh_tokens.get(ref.id)
-        except NotFound:
-            continue
-        live.append(ref)
-    return live
+def _live_refs(session: OfflineSession, client_id: str, policy: RefreshTokenExpiry,
+               now: datetime) -> list[RefreshTokenRef]:
+    """The client's references whose token is still usable, least recently used first. Garbage
+    collection deletes tokens only, by the expiry `refresh_expiry` gives; a reference carries the same
+    created_at and last_used as its token, so it tells without reading the token (one read per device
+    was most of a code exchange's database work once a user had many)."""
+    live = [ref for ref in session.refresh.values()
+            if ref.client_id == client_id and refresh_expiry(policy, ref.created_at, ref.last_used) > now]
+    return sorted(live, key=lambda item: item.last_used)
 
 
-async def _link(deps: Deps, token: RefreshToken, connector_data: bytes | None) -> None:
+async def _link(deps: Deps, token: RefreshToken, connector_data: bytes | None, policy: RefreshTokenExpiry,
+                now: datetime) -> None:
     ref = RefreshTokenRef(token.id, token.client_id, token.created_at, token.last_used)
     user_id, conn_id = token.claims.user_id, token.connector_id
     try:
@@ -162,13 +162,14 @@ async def _link(deps: Deps, token: RefreshToken, connector_data: bytes | None) -
     except AlreadyExists:
         pass
     key = offline_session_key(user_id, conn_id)
-    live = await _live_refs(deps, await deps.storage.offline_sessions.get(key), token.client_id)
-    live.sort(key=lambda item: item.last_used)
-    evicted = [item.id for item in live[: max(0, len(live) - MAX_TOKENS_PER_CLIENT + 1)]]
-    keep_ids = {item.id for item in live} - set(evicted)
+    evicted: list[str] = []
 
     def add(old: OfflineSession) -> OfflineSession:
-        # Other clients' entries stay; this client's are the live ones plus the new token.
+        # Other clients' entries stay; this client's are the live ones, but for the least recently used
+        # past MAX_TOKENS_PER_CLIENT, plus the new token.
+        live = _live_refs(old, token.client_id, policy, now)
+        evicted[:] = [item.id for item in live[: max(0, len(live) - MAX_TOKENS_PER_CLIENT + 1)]]
+        keep_ids = {item.id for item in live} - set(evicted)
         refresh = {
             k: v for k, v in old.refresh.items() if v.client_id != token.client_id or v.id in keep_ids
         }

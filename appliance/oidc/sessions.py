@@ -44,7 +44,7 @@ async def start_session(deps: Deps, auth_req: AuthRequest) -> tuple[AuthRequest,
     session = BrowserSession(
         id=new_id(), secret_hash=_digest(secret), connector_id=auth_req.connector_id, claims=auth_req.claims,
         auth_time=now, expiry=now + SESSION_LIFETIME, last_active=now,
-        connector_data=auth_req.connector_data,
+        connector_data=auth_req.connector_data, mfa=auth_req.mfa_done,
     )
     await deps.storage.browser_sessions.create(session)
     updated = await deps.storage.auth_requests.update(

@@ -35,8 +35,11 @@ class TokenEndpoint:
         return TokenEndpoint({**self._grants, grant.grant_type: grant})
 
     async def handle(
-        self, deps: Deps, snap: Snapshot, form: Mapping[str, str], authorization: str = ""
+        self, deps: Deps, snap: Snapshot, form: Mapping[str, str], authorization: str = "",
+        client_ip: str = "",
     ) -> dict[str, object]:
+        """`client_ip`: the client's address as the front derived it (appliance.security.clientip)."""
+        deps.protection.rate_limit(snap.config.security, "token", client_ip)
         grant_type = form.get("grant_type", "")
         grant = self._grants.get(grant_type)
         if grant is None or grant_type not in snap.grant_types:
@@ -44,4 +47,5 @@ class TokenEndpoint:
                              else "Missing grant_type.")
         creds = parse_client_credentials(form, authorization)
         client = await authenticate_client(deps, snap, creds)
-        return await grant.exchange(TokenContext(deps, snap, client, form))
+        deps.protection.rate_limit(snap.config.security, "token_client", client.id)
+        return await grant.exchange(TokenContext(deps, snap, client, form, client_ip))

@@ -19,10 +19,12 @@ from appliance.store.models import (
     DeviceRequest,
     DeviceToken,
     Keys,
+    LoginThrottle,
     OfflineSession,
     Password,
     RefreshToken,
     RevokedToken,
+    UserMFA,
 )
 
 __all__ = ["AlreadyExists", "AuditLog", "Collection", "ConflictError", "GCResult", "NotFound", "Storage"]
@@ -67,6 +69,10 @@ class AuditLog(Protocol):
         """Events with an id greater than `after` (all when ""), oldest first, at most the newest `limit`."""
         ...
 
+    async def prune(self, before: datetime) -> int:
+        """Delete the events older than `before` (the retention, enforced by the GC loop); how many."""
+        ...
+
 
 @dataclass(frozen=True)
 class GCResult:
@@ -77,6 +83,7 @@ class GCResult:
     refresh_tokens: int = 0
     browser_sessions: int = 0
     revoked_tokens: int = 0
+    login_throttles: int = 0
 
 
 class Storage(Protocol):
@@ -92,6 +99,8 @@ class Storage(Protocol):
     browser_sessions: Collection[BrowserSession]
     consents: Collection[Consent]  # key: consent_key(user_id, connector_id, client_id)
     revoked_tokens: Collection[RevokedToken]  # key: an access token's jti or a grant id
+    user_mfa: Collection[UserMFA]  # key: mfa_key(user_id, connector_id)
+    login_throttles: Collection[LoginThrottle]  # key: appliance.security.throttle.account_key / ip_key
     audit: AuditLog
 
     async def get_keys(self) -> Keys:
@@ -105,8 +114,8 @@ class Storage(Protocol):
         ...
 
     async def garbage_collect(self, now: datetime) -> GCResult:
-        """Delete auth requests, auth codes, device requests and tokens, refresh tokens, browser sessions
-        and revocation records expired before `now`."""
+        """Delete auth requests, auth codes, device requests and tokens, refresh tokens, browser sessions,
+        revocation records and login throttles expired before `now`."""
         ...
 
     async def ping(self) -> None:

@@ -32,6 +32,8 @@ KIND_TABLES = (
     "consents",
     "revoked_tokens",
     "audit_events",
+    "user_mfa",
+    "login_throttles",
 )
 EXPIRING_TABLES = (
     "auth_requests",
@@ -41,6 +43,7 @@ EXPIRING_TABLES = (
     "refresh_tokens",
     "browser_sessions",
     "revoked_tokens",
+    "login_throttles",
 )
 
 
@@ -89,6 +92,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         name="admin audit log",
         # id sorts by time (see appliance.admin.audit), so the primary key serves the tail query.
         common=(_kind_table("audit_events"),),
+    ),
+    Migration(
+        version=4,
+        name="second factors (TOTP) per user and connector",
+        common=(_kind_table("user_mfa"),),
+    ),
+    Migration(
+        version=5,
+        name="login throttles (brute-force protection)",
+        common=(
+            _kind_table("login_throttles"),
+            "CREATE INDEX login_throttles_expiry ON login_throttles (expiry)",
+        ),
     ),
 )
 

@@ -43,6 +43,7 @@ class Client:
     post_logout_redirect_uris: tuple[str, ...] = ()
     backchannel_logout_uri: str = ""
     client_credentials_groups: tuple[str, ...] = ()
+    mfa_chain: tuple[str, ...] | None = None  # authenticator ids; None: mfa.defaultMFAChain
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class AuthRequest:
     auth_time: datetime | None = None
     session_id: str = ""
     prompt: str = ""  # the prompt parameter as sent ("none", "login consent", ...)
+    # Second factors (appliance.mfa): still to pass (logged_in stays False until none is left), passed.
+    mfa_pending: tuple[str, ...] = ()
+    mfa_done: tuple[str, ...] = ()
+    mfa_failures: int = 0  # wrong codes given for this request
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,10 @@ class BrowserSession:
     last_active: datetime
     clients: tuple[str, ...] = ()  # clients that got tokens in this session (notified on logout)
     connector_data: bytes | None = None
+    mfa: tuple[str, ...] = ()  # the authenticators passed at this login (a client may require them)
+    # A logout sent to the upstream's end_session_endpoint, finished at /logout/callback: where the
+    # browser goes then (post_logout_redirect_uri with state, or "" for Portico's page). None: none.
+    logout_redirect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +242,34 @@ class Consent:
 
 def consent_key(user_id: str, connector_id: str, client_id: str) -> str:
     return f"{user_id}\x1f{connector_id}\x1f{client_id}"
+
+
+@dataclass(frozen=True)
+class TOTPSecret:
+    """One TOTP authenticator of a user (RFC 6238). The secret must stay readable to check codes;
+    recovery codes are kept as SHA-256 digests only."""
+
+    secret: str = field(repr=False)  # base32
+    created_at: datetime
+    confirmed: bool = False  # False until the first code is typed back at enrolment
+    last_step: int = 0  # the newest accepted time step: a code for it or an older one is refused
+    recovery: tuple[str, ...] = field(default=(), repr=False)  # digests of the unused recovery codes
+    failures: int = 0  # wrong codes in a row
+    blocked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UserMFA:
+    """A user's second factors (key: mfa_key(user_id, connector_id))."""
+
+    user_id: str
+    connector_id: str
+    totp: dict[str, TOTPSecret] = field(default_factory=dict)  # by authenticator id
+    email: str = ""  # as the connector gave it when the user enrolled, for the administrator
+
+
+def mfa_key(user_id: str, connector_id: str) -> str:
+    return f"{user_id}\x1f{connector_id}"
 
 
 @dataclass(frozen=True)
@@ -258,3 +295,20 @@ class AuditEvent:
     target: str = ""  # the object's id
     details: dict[str, Any] = field(default_factory=dict)
     result: str = ""  # "ok" | "denied" | "error: <message>"
+
+
+@dataclass(frozen=True)
+class LoginThrottle:
+    """Failed password logins of one account (connector + username) or one client address (key: id,
+    see appliance.security.throttle). Expires when its window and any lockout are over."""
+
+    id: str
+    kind: str  # "account" | "ip"
+    expiry: datetime
+    connector_id: str = ""  # accounts only
+    subject: str = ""  # the username as counted (normalised), or the client address (or /64 network)
+    failures: int = 0  # attempts counted in the window (in flight or failed)
+    window_start: datetime | None = None
+    last_attempt: datetime | None = None
+    locked_until: datetime | None = None
+    lockouts: int = 0  # lockouts this record has started

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from appliance.clock import Clock
@@ -63,17 +65,29 @@ def _make_private_dir(path: str) -> None:
 
 
 async def run_gc_forever(
-    storage: Storage, clock: Clock, interval: float, log: logging.Logger | logging.LoggerAdapter[Any]
+    storage: Storage, clock: Clock, interval: float, log: logging.Logger | logging.LoggerAdapter[Any],
+    audit_retention: Callable[[], timedelta | None] | None = None,
 ) -> None:
-    """Every `interval` seconds, delete expired state. Never returns; cancel the task to stop it.
+    """Every `interval` seconds, delete expired state, and audit events older than `audit_retention()`
+    (read each round, so a reload changes it; None keeps them). Never returns; cancel the task to stop it.
 
     A failed round is logged and the next one runs on schedule: a database outage must not kill
     the loop for the life of the process.
     """
     while True:
         await asyncio.sleep(interval)
+        now = clock.now()
+        retention = audit_retention() if audit_retention is not None else None
+        if retention is not None:
+            try:
+                pruned = await storage.audit.prune(now - retention)
+            except Exception as exc:
+                log.warning("audit log retention failed: %s: %s", type(exc).__name__, exc)
+            else:
+                if pruned:
+                    log.info("audit log: deleted %d events older than %d days", pruned, retention.days)
         try:
-            result = await storage.garbage_collect(clock.now())
+            result = await storage.garbage_collect(now)
         except Exception as exc:
             log.warning("garbage collection failed: %s: %s", type(exc).__name__, exc)
             continue

@@ -26,11 +26,14 @@ from appliance.store.models import (
     DeviceRequest,
     DeviceToken,
     Keys,
+    LoginThrottle,
     OfflineSession,
     Password,
     RefreshToken,
     RevokedToken,
+    UserMFA,
     consent_key,
+    mfa_key,
     offline_session_key,
 )
 
@@ -45,6 +48,7 @@ MAX_ATTEMPTS = 100
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _KEYS_ID = "keys"
+_PRUNE_BATCH = 1000  # audit events deleted per statement
 
 
 class Database(Protocol):
@@ -193,6 +197,22 @@ class SQLAuditLog:
         )
         return [codec.from_dict(AuditEvent, json.loads(row[0])) for row in reversed(rows)]
 
+    async def prune(self, before: datetime) -> int:
+        # An event's id starts with its time as 14 hex digits of epoch microseconds
+        # (appliance.admin.audit.audit_id): "older than" is one range on the primary key. Deleted in
+        # batches, so that a first prune of a long history does not hold the database for long.
+        cutoff = f"{epoch_micros(before):014x}"
+        deleted = 0
+        while True:
+            rows = await self._db.fetch(
+                "DELETE FROM audit_events WHERE id IN "
+                "(SELECT id FROM audit_events WHERE id < ? ORDER BY id LIMIT ?) RETURNING id",
+                cutoff, _PRUNE_BATCH,
+            )
+            deleted += len(rows)
+            if len(rows) < _PRUNE_BATCH:
+                return deleted
+
 
 class SQLStorage:
     """The Storage protocol over one Database; every backend is this class plus a driver."""
@@ -223,6 +243,10 @@ class SQLStorage:
         )
         self.consents: Collection[Consent] = SQLCollection(db, "consents", Consent, _consent_key)
         self.revoked_tokens: Collection[RevokedToken] = SQLCollection(db, "revoked_tokens", RevokedToken, _id)
+        self.user_mfa: Collection[UserMFA] = SQLCollection(db, "user_mfa", UserMFA, _mfa_key)
+        self.login_throttles: Collection[LoginThrottle] = SQLCollection(
+            db, "login_throttles", LoginThrottle, _id, show_keys=True
+        )
         self.audit: AuditLog = SQLAuditLog(db)
         self._keys = SQLCollection(db, "signing_keys", Keys, _keys_id, show_keys=True)
         self._gc_sql = tuple(
@@ -254,13 +278,17 @@ class SQLStorage:
 
 def _id(
     obj: Client | Connector | AuthRequest | AuthCode | RefreshToken | BrowserSession | RevokedToken
-    | AuditEvent,
+    | AuditEvent | LoginThrottle,
 ) -> str:
     return obj.id
 
 
 def _consent_key(obj: Consent) -> str:
     return consent_key(obj.user_id, obj.connector_id, obj.client_id)
+
+
+def _mfa_key(obj: UserMFA) -> str:
+    return mfa_key(obj.user_id, obj.connector_id)
 
 
 def _email(obj: Password) -> str:

@@ -111,6 +111,14 @@ class _WatchedAudit:
                 self._failed("audit_tail")
             raise
 
+    async def prune(self, before: datetime) -> int:
+        try:
+            return await self._inner.prune(before)
+        except Exception as exc:
+            if _storage_failure(exc, []):
+                self._failed("audit_prune")
+            raise
+
 
 class _WatchedStorage:
     def __init__(self, inner: Storage, failed: Failed) -> None:
@@ -203,8 +211,8 @@ class CountingTokenEndpoint(TokenEndpoint):
         self._on_issued = on_issued
 
     async def handle(self, deps: Deps, snap: Snapshot, form: Mapping[str, str],
-                     authorization: str = "") -> dict[str, object]:
-        body = await super().handle(deps, snap, form, authorization)
+                     authorization: str = "", client_ip: str = "") -> dict[str, object]:
+        body = await super().handle(deps, snap, form, authorization, client_ip)
         # Only grant types the endpoint accepted get here, so the label set stays bounded.
         self._on_issued(form.get("grant_type", ""))
         return body

@@ -159,11 +159,15 @@ class Telemetry:
                                        initial=[("success",), ("error",)])
         self.storage_errors = _Counters("portico_storage_errors_total", "Storage operations that failed "
                                         "with a database error, by operation.", ("operation",))
+        self.lockouts = _Counters("portico_lockouts_total", "Brute-force lockouts this process started, by "
+                                  "kind (account, ip).", ("kind",), initial=[("account",), ("ip",)])
+        self.rate_limited = _Counters("portico_rate_limited_total", "Requests answered 429 by a rate limit "
+                                      "(token, token_client, device_code, login).", ("limit",))
         self._gauges: _Gauges = {}
         self._own: list[Collector] = [self.http]
         self.registry.register(self.http)
-        events = _EventCollector((self.logins, self.tokens, self.key_rotations, self.storage_errors),
-                                 self._gauges, build)
+        events = _EventCollector((self.logins, self.tokens, self.key_rotations, self.storage_errors,
+                                  self.lockouts, self.rate_limited), self._gauges, build)
         self._own.append(events)
         self.registry.register(events)
         if process:
@@ -186,6 +190,12 @@ class Telemetry:
 
     def storage_error(self, operation: str) -> None:
         self.storage_errors.inc(operation)
+
+    def lockout(self, kind: str) -> None:
+        self.lockouts.inc(kind)
+
+    def rate_limit_hit(self, limit: str) -> None:
+        self.rate_limited.inc(limit)
 
     # --- wiring -------------------------------------------------------------------------------------
 

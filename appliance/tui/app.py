@@ -1,4 +1,4 @@
-"""The console application: screens as modes switched with 1-8, and `run` for the command line."""
+"""The console application: screens as modes switched with 1-9, and `run` for the command line."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from appliance.tui.screens.clients import ClientsScreen
 from appliance.tui.screens.config import ConfigScreen
 from appliance.tui.screens.connectors import ConnectorsScreen
 from appliance.tui.screens.keys import KeysScreen
+from appliance.tui.screens.lockouts import LockoutsScreen
 from appliance.tui.screens.overview import OverviewScreen
 from appliance.tui.screens.sessions import SessionsScreen
 from appliance.tui.screens.users import UsersScreen
@@ -31,7 +32,7 @@ class PorticoApp(App[str]):
     MODES: ClassVar = {
         "overview": OverviewScreen, "clients": ClientsScreen, "users": UsersScreen,
         "connectors": ConnectorsScreen, "sessions": SessionsScreen, "keys": KeysScreen,
-        "config": ConfigScreen, "audit": AuditScreen,
+        "config": ConfigScreen, "audit": AuditScreen, "lockouts": LockoutsScreen,
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(key, f"switch_mode('{mode}')", label, show=False) for key, mode, label in NAV),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import secrets
 
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException
@@ -11,6 +11,8 @@ from werkzeug.exceptions import HTTPException
 from appliance.errors import ConnectorError, DisplayedError, OAuthError, RedirectError
 from appliance.oidc.deps import Deps
 from appliance.oidc.token import TokenEndpoint
+from appliance.security.ratelimit import RateLimited
+from appliance.telemetry.context import NO_REQUEST, RequestIds, request_id_var
 from appliance.web.responses import (
     SECURITY_HEADERS,
     Pages,
@@ -56,14 +58,19 @@ def create_app(deps: Deps, *, token_endpoint: TokenEndpoint | None = None) -> Qu
     async def warm_up() -> None:
         await pages.renderer(deps.snapshot)  # a broken frontend folder fails at start, not per request
 
+    new_request_id = RequestIds()
+
     @app.before_request
     async def tag_request() -> None:
-        # Always our own: a client-chosen id could forge or break log lines.
-        g.request_id = secrets.token_hex(8)
+        # The telemetry middleware's id when it runs (it never takes a client's), else our own: a
+        # counter behind a random prefix, no system call per request.
+        current = request_id_var.get()
+        g.request_id = current if current != NO_REQUEST else new_request_id()
         request_snapshot(deps)  # pin the configuration for the whole request
 
     @app.after_request
     async def add_headers(response: Response) -> Response:
+        await _drain_unread_body()
         snap = request_snapshot(deps)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
@@ -86,6 +93,11 @@ def create_app(deps: Deps, *, token_endpoint: TokenEndpoint | None = None) -> Qu
             log.info("[%s] %s: %s %s", rid, request.path, exc.error, exc.description)
             if wants_json:
                 return oauth_error_response(exc)
+            if isinstance(exc, RateLimited):  # a form posted too often: a page, and when to come back
+                page = await pages.error(snap, "Too many requests", "Too many attempts from your network. "
+                                         f"Please wait {exc.retry_after} seconds, then try again.", 429)
+                page.headers["Retry-After"] = str(exc.retry_after)
+                return page
             return await pages.error(snap, "Bad request", exc.description or exc.error, exc.status)
         if isinstance(exc, DisplayedError):
             log.info("[%s] %s: %s: %s", rid, request.path, exc.title, exc.message)
@@ -109,6 +121,18 @@ def create_app(deps: Deps, *, token_endpoint: TokenEndpoint | None = None) -> Qu
         return await pages.error(snap, "Internal Server Error", "Something went wrong on our side.", 500)
 
     return app
+
+
+async def _drain_unread_body() -> None:
+    """Read a body that the route never read (a 404, a 405, an early error), within the size limit.
+
+    A server that answers before the body has arrived closes the connection, and a client still
+    sending it may lose the answer to a reset; read, the connection answers and stays usable.
+    Already-read bodies come from the cache at no cost."""
+    length = request.content_length
+    if length and length <= (request.max_content_length or MAX_BODY_BYTES):
+        with contextlib.suppress(Exception):
+            await request.get_data()
 
 
 def _http_message(status: int) -> str:

@@ -1,67 +1,27 @@
-"""The bare-ASGI fast path in front of the Quart app: the discovery document and the JWKS from bytes."""
+"""The bare-ASGI fast path in front of the Quart app: discovery and JWKS from bytes, and the machine
+endpoints (/token, /token/introspect, /userinfo) through the protocol core without the framework."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from appliance.oidc.deps import Deps, Snapshot
-from appliance.web.responses import SECURITY_HEADERS
+from appliance.oidc.token import TokenEndpoint
+from appliance.web.fastpath_api import ApiRoutes
+from appliance.web.fastpath_headers import JSON, Header, Receive, Scope, Send, cors, finish
+from appliance.web.upstream_edge import trusted_header_names
 
 __all__ = ["FastPath"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-Header = tuple[bytes, bytes]
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_JSON = b"application/json"
 _KEYS_CACHE = b"max-age=600, must-revalidate"
 # Quart's automatic OPTIONS answer: an empty text/html body with an Allow header.
 _OPTIONS_TYPE = b"text/html; charset=utf-8"
-_PREFLIGHT_METHODS = b"GET, POST, OPTIONS"
-_PREFLIGHT_BASE = ("Accept", "Accept-Language", "Content-Language", "Content-Type", "Origin")
-
-
-def _set(headers: list[Header], name: bytes, value: bytes) -> None:
-    """Werkzeug's `headers[name] = value`: replaces the first header of that name in place (dropping
-    later ones), or appends."""
-    for i, (key, _) in enumerate(headers):
-        if key == name:
-            headers[i] = (name, value)
-            headers[i + 1:] = [item for item in headers[i + 1:] if item[0] != name]
-            return
-    headers.append((name, value))
-
-
-def _finish(headers: list[Header], snap: Snapshot) -> list[Header]:
-    """What the app's after_request adds to every response before CORS: the security headers unless
-    set, then web.headers over them (names lowercased and values UTF-8, as Quart sends them)."""
-    present = {key for key, _ in headers}
-    for name, value in SECURITY_HEADERS.items():
-        key = name.lower().encode()
-        if key not in present:
-            headers.append((key, value.encode()))
-            present.add(key)
-    for name, value in snap.config.web.headers.items():
-        _set(headers, name.lower().encode(), value.encode())
-    return headers
-
-
-def _cors(snap: Snapshot, origin: str, preflight: bool) -> list[Header]:
-    """The headers `apply_cors` adds for this Origin (none when the origin is not allowed)."""
-    allowed = snap.config.web.allowed_origins
-    if not origin or not allowed or ("*" not in allowed and origin not in allowed):
-        return []
-    out = [(b"access-control-allow-origin", b"*" if "*" in allowed else origin.encode()),
-           (b"vary", b"Origin")]
-    if preflight:
-        extra = snap.config.web.allowed_headers or ("Authorization",)
-        out += [(b"access-control-allow-methods", _PREFLIGHT_METHODS),
-                (b"access-control-allow-headers", ", ".join([*_PREFLIGHT_BASE, *extra]).encode()),
-                (b"access-control-max-age", b"600")]
-    return out
+# Quart's defaults, used when the app is not a Quart app (tests wrap it).
+_MAX_BODY = 64 * 1024
+_BODY_TIMEOUT = 60.0
 
 
 class _Document:
@@ -76,26 +36,36 @@ class _Document:
     def headers(self, snap: Snapshot, body: bytes) -> list[Header]:
         source = self._source
         if source is None or source[0] is not snap or source[1] is not body:
-            headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
+            headers = [(b"content-type", JSON), (b"content-length", str(len(body)).encode())]
             if self._cache_control:
                 headers.append((b"cache-control", self._cache_control))
-            self._headers = _finish(headers, snap)
+            self._headers = finish(headers, snap)
             self._source = (snap, body)
         return self._headers
 
 
 class FastPath:
-    """Wraps the Quart app. GET {prefix}/.well-known/openid-configuration and GET {prefix}/keys (and
-    their OPTIONS, CORS preflights included) are answered here from precomputed bytes, with the headers
-    the Quart routes send; everything else, HEAD and any failure go to the app.
+    """Wraps the Quart app and answers, without it, the requests that make up almost all of an IdP's
+    traffic, exactly as its routes would (status, headers in order, body; tests/perf compares both):
 
-    The snapshot is read per request, so a reload applies at once; the JWKS is read per request from the
-    key manager, so a rotation does too. The X-Request-Id header is the telemetry middleware's (it
-    wraps this and replaces whatever the app sends). tests/perf compares both paths byte for byte.
+    - GET discovery and GET /keys from precomputed bytes;
+    - POST /token (when given the app's `token_endpoint`), POST /token/introspect, GET and POST
+      /userinfo, through the same protocol calls as the routes (appliance/web/fastpath_shared.py);
+    - OPTIONS on all of them (Quart's automatic answer, CORS preflights included).
+
+    Everything else goes to the app: other paths and methods (HEAD, a 405), requests carrying a header
+    an authproxy connector trusts (the app strips those first), and whatever the handlers leave to it
+    (a body that is not form-encoded or is too large, keys not loaded yet). `api=False` serves the two
+    documents only.
+
+    The snapshot is read per request, so a reload applies at once; the JWKS is read per request from
+    the key manager, so a rotation does too. Request ids, metrics and the X-Request-Id header are the
+    telemetry middleware's, which wraps this.
     """
 
     def __init__(self, app: Callable[[Any, Any, Any], Awaitable[None]], deps: Deps,
-                 allowed_methods: Callable[[str], Iterable[str]] | None = None) -> None:
+                 allowed_methods: Callable[[str], Iterable[str]] | None = None, *,
+                 token_endpoint: TokenEndpoint | None = None, api: bool = True) -> None:
         self.app = app
         self._deps = deps
         prefix = deps.snapshot.issuer.path
@@ -103,61 +73,108 @@ class FastPath:
         self._keys_path = prefix + "/keys"
         self._discovery = _Document(b"")
         self._keys = _Document(_KEYS_CACHE)
+        config = getattr(app, "config", None)
+        max_body = config.get("MAX_CONTENT_LENGTH") if config is not None else None
+        timeout = config.get("BODY_TIMEOUT") if config is not None else None
+        api_routes = ApiRoutes(app, deps, token_endpoint, max_body=max_body or _MAX_BODY,
+                               body_timeout=float(timeout or _BODY_TIMEOUT))
+        self._routes: dict[str, dict[str, Handler]] = {
+            self._discovery_path: {"GET": self._document},
+            self._keys_path: {"GET": self._document},
+        }
+        if api:
+            self._routes[prefix + "/token"] = {"POST": api_routes.token}
+            self._routes[prefix + "/token/introspect"] = {"POST": api_routes.introspect}
+            self._routes[prefix + "/userinfo"] = {"GET": api_routes.userinfo, "POST": api_routes.userinfo}
         # Quart answers OPTIONS with Allow listing the route's methods, in the order werkzeug's set of
         # them iterates; asking the same url_map once gives the same string.
         url_map = getattr(app, "url_map", None)
         if allowed_methods is None and url_map is not None:
             allowed_methods = url_map.bind("localhost").allowed_methods
+        self._proxy_headers: tuple[Snapshot | None, frozenset[bytes]] = (None, frozenset())
         self._allow: dict[str, bytes | None] = {}
-        for path in (self._discovery_path, self._keys_path):
+        for path in self._routes:
             methods = list(allowed_methods(path)) if allowed_methods is not None else []
             self._allow[path] = ", ".join(methods).encode() if methods else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path = scope["path"]
-            if path == self._discovery_path or path == self._keys_path:
+            route = self._routes.get(scope["path"])
+            if route is not None and not self._carries_proxy_headers(scope):
                 method = scope["method"]
-                if method == "GET" or method == "OPTIONS":
-                    answer = self._answer(path, method, scope["headers"])
-                    if answer is not None:
-                        headers, body = answer
-                        await send({"type": "http.response.start", "status": 200, "headers": headers})
-                        await send({"type": "http.response.body", "body": body})
-                        return
+                handler = route.get(method)
+                if handler is not None:
+                    await handler(scope, receive, send)
+                    return
+                if method == "OPTIONS" and await self._options(scope, send):
+                    return
         await self.app(scope, receive, send)
 
-    def _answer(self, path: str, method: str, raw: Iterable[Header]) -> tuple[list[Header], bytes] | None:
-        """(headers, body), or None to let the app answer (it logs and renders the failure)."""
+    def _carries_proxy_headers(self, scope: Scope) -> bool:
+        """Whether the request has a header an authproxy connector believes (none are configured, mostly)."""
         snap = self._deps.snapshot
-        origin: bytes | None = None
-        request_method: bytes | None = None
-        for name, value in raw:  # the first of each, as werkzeug's headers.get
-            if name == b"origin" and origin is None:
-                origin = value
-            elif name == b"access-control-request-method" and request_method is None:
-                request_method = value
-        try:
-            # As Quart decodes headers: a value that is not UTF-8 is the app's to refuse.
-            origin_text = origin.decode() if origin else ""
-        except UnicodeDecodeError:
-            return None
-        if method == "OPTIONS":
-            allow = self._allow[path]
-            if allow is None:
-                return None
-            headers = [(b"allow", allow), (b"content-type", _OPTIONS_TYPE), (b"content-length", b"0")]
-            headers = _finish(headers, snap)
-            return headers + _cors(snap, origin_text, bool(request_method)), b""
-        if path == self._keys_path:
+        source, names = self._proxy_headers
+        if source is not snap:
+            names = trusted_header_names(snap)
+            self._proxy_headers = (snap, names)
+        return bool(names) and any(bytes(name).lower() in names for name, _ in scope["headers"])
+
+    async def _options(self, scope: Scope, send: Send) -> bool:
+        """Quart's automatic OPTIONS answer (with the CORS preflight headers); False to leave it to
+        the app (a header value that is not UTF-8, no route methods known)."""
+        allow = self._allow[scope["path"]]
+        origin_text, request_method, _ = _origin(scope["headers"])
+        if allow is None or origin_text is None:
+            return False
+        snap = self._deps.snapshot
+        headers = finish([(b"allow", allow), (b"content-type", _OPTIONS_TYPE), (b"content-length", b"0")],
+                         snap)
+        headers += cors(snap, origin_text, bool(request_method))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        # As Quart sends an empty body: an empty chunk, then the end. (Given the end at once, Granian
+        # writes its own Content-Length after its other headers instead of the one above, in place.)
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return True
+
+    async def _document(self, scope: Scope, receive: Receive, send: Send) -> None:
+        snap = self._deps.snapshot
+        origin_text, _, has_body = _origin(scope["headers"])
+        if origin_text is None or has_body:  # a GET with a body: the app reads and drops it first
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == self._keys_path:
             try:
                 body = self._deps.keys.jwks_bytes()
             except Exception:  # keys not loaded yet: the app's route logs it and answers 500
-                return None
+                await self.app(scope, receive, send)
+                return
             headers = self._keys.headers(snap, body)
         else:
             body = snap.discovery
             headers = self._discovery.headers(snap, body)
-        if origin_text and snap.config.web.allowed_origins:
-            return headers + _cors(snap, origin_text, False), body
-        return list(headers), body
+        # Always a new list: the cached one stays as it is whatever the server does with the one sent.
+        allowed = snap.config.web.allowed_origins
+        headers = headers + cors(snap, origin_text, False) if origin_text and allowed else list(headers)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _origin(raw: Iterable[Header]) -> tuple[str | None, bytes | None, bool]:
+    """(Origin as text, Access-Control-Request-Method, whether a body is announced), the first of each
+    header as werkzeug's headers.get. The origin is None when it is not UTF-8: such a request is the
+    app's to refuse."""
+    origin: bytes | None = None
+    request_method: bytes | None = None
+    has_body = False
+    for name, value in raw:
+        if name == b"origin" and origin is None:
+            origin = value
+        elif name == b"access-control-request-method" and request_method is None:
+            request_method = value
+        elif name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" ") != b"0"):
+            has_body = True
+    try:
+        return (origin.decode() if origin else ""), request_method, has_body
+    except UnicodeDecodeError:
+        return None, request_method, has_body

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -13,6 +15,8 @@ import jinja2
 
 from appliance.config.schema import FrontendConfig
 from appliance.errors import PorticoError
+
+log = logging.getLogger("portico.web")
 
 PACKAGE_DIR: Final = Path(__file__).resolve().parent
 PACKAGE_TEMPLATES: Final = PACKAGE_DIR / "templates"
@@ -28,7 +32,12 @@ _URL_SCHEMES: Final = ("http:", "https:", "data:")
 
 
 class FrontendError(PorticoError):
-    """The frontend folder, theme or a template in it cannot be used."""
+    """The frontend folder, theme or a template in it cannot be used. `key` is the config key whose
+    value leads to the problem (a reload reports it with that key path)."""
+
+    def __init__(self, message: str, key: str = "frontend.dir") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def _safe_relative(path: str) -> PurePosixPath | None:
@@ -67,7 +76,7 @@ class Renderer:
         self._prefix = static_prefix.rstrip("/")
         theme = frontend.theme or DEFAULT_THEME
         if not _is_plain_name(theme):
-            raise FrontendError(f"frontend.theme: {theme!r} is not a plain folder name")
+            raise FrontendError(f"frontend.theme: {theme!r} is not a plain folder name", "frontend.theme")
         self._theme = theme
 
         custom: Path | None = None
@@ -187,5 +196,39 @@ class Renderer:
             try:
                 self._env.get_template(name)
             except jinja2.TemplateError as exc:
-                where = f"{name}:{getattr(exc, 'lineno', '?')}"
-                raise FrontendError(f"template {where}: {exc.message or exc}") from exc
+                # The file as it is on disk (the custom folder's copy, when that is the broken one).
+                where = getattr(exc, "filename", None) or name
+                line = getattr(exc, "lineno", None)
+                raise FrontendError(f"template {where}" + (f":{line}" if line else "")
+                                    + f": {exc.message or exc}") from exc
+
+
+class LiveRenderer:
+    """The renderer of the running configuration, built off the event loop on first use and rebuilt
+    when the frontend settings or the files of frontend.dir change (`version`: their fingerprint).
+
+    A reload checks the templates before it is applied (a broken one rejects it); should a rebuild
+    still fail here (a file broken again since), the renderer in use keeps serving and the error is
+    logged: pages never break because a template was saved half-way.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[FrontendConfig, str, str] | None = None
+        self._renderer: Renderer | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, frontend: FrontendConfig, static_prefix: str, version: str = "") -> Renderer:
+        key = (frontend, static_prefix, version)
+        renderer = self._renderer
+        if renderer is not None and self._key == key:
+            return renderer
+        async with self._lock:
+            if self._renderer is None or self._key != key:
+                try:
+                    self._renderer = await asyncio.to_thread(Renderer, frontend, static_prefix)
+                except FrontendError as exc:
+                    if self._renderer is None:
+                        raise
+                    log.error("the login pages keep their previous templates: %s", exc)
+                self._key = key
+            return self._renderer

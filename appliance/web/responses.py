@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -10,12 +9,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from quart import Request, Response, g
 
-from appliance.config.schema import FrontendConfig
 from appliance.errors import OAuthError, RedirectError
 from appliance.oidc.challenge import ChallengeError
 from appliance.oidc.deps import Deps, Snapshot
+from appliance.security.ratelimit import RateLimited
 from appliance.web import csrf
-from appliance.web.render import Renderer
+from appliance.web.render import LiveRenderer, Renderer
 
 log = logging.getLogger("portico.web")
 
@@ -45,24 +44,15 @@ def request_snapshot(deps: Deps) -> Snapshot:
 
 
 class Pages:
-    """Renders pages with the renderer of the current snapshot's frontend settings (rebuilt when they
-    change on reload; a Renderer reads the disk when built, so that happens in a thread)."""
+    """Renders pages with the renderer of the current snapshot's frontend settings and files (rebuilt
+    when a reload changes either: see LiveRenderer)."""
 
     def __init__(self) -> None:
-        self._key: tuple[FrontendConfig, str] | None = None
-        self._renderer: Renderer | None = None
-        self._lock = asyncio.Lock()
+        self._live = LiveRenderer()
 
     async def renderer(self, snap: Snapshot) -> Renderer:
-        key = (snap.config.frontend, snap.issuer.path)
-        renderer = self._renderer
-        if renderer is not None and self._key == key:
-            return renderer
-        async with self._lock:
-            if self._renderer is None or self._key != key:
-                self._renderer = await asyncio.to_thread(Renderer, key[0], key[1])
-                self._key = key
-            return self._renderer
+        version = str(snap.extra.get("frontend_version", ""))  # set by the reloader
+        return await self._live.get(snap.config.frontend, snap.issuer.path, version)
 
     async def page(self, snap: Snapshot, template: str, http_status: int = 200, **context: Any) -> Response:
         html = (await self.renderer(snap)).render(template, **context)
@@ -78,7 +68,7 @@ class Pages:
         token, fresh = csrf.issue(request, snap.issuer.secure)
         response = await self.page(snap, template, http_status, csrf_token=token, **context)
         if fresh:
-            csrf.set_cookie(response, token, snap.issuer.secure)
+            csrf.set_cookie(response, fresh, snap.issuer.secure)
         return response
 
     async def error(self, snap: Snapshot, title: str, message: str, status: int) -> Response:
@@ -98,6 +88,8 @@ def oauth_error_response(exc: OAuthError) -> Response:
     response = json_response(exc.as_dict(), exc.status, no_store=True)
     if isinstance(exc, ChallengeError) and exc.challenge:
         response.headers["WWW-Authenticate"] = exc.challenge
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 

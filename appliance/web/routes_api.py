@@ -10,10 +10,9 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from appliance.keys.errors import KeysNotLoaded
 from appliance.oidc.deps import Deps
-from appliance.oidc.introspect import introspect
 from appliance.oidc.revoke import revoke
 from appliance.oidc.token import TokenEndpoint
-from appliance.oidc.userinfo import userinfo
+from appliance.web.fastpath_shared import MachineCalls, form_values
 from appliance.web.responses import Pages, json_response, request_snapshot
 
 log = logging.getLogger("portico.web")
@@ -23,6 +22,9 @@ HEALTH_TIMEOUT = 5.0
 
 def api_routes(deps: Deps, pages: Pages, token_endpoint: TokenEndpoint) -> Blueprint:
     bp = Blueprint("api", __name__)
+    # The same calls as the fast path's (appliance/web/fastpath.py answers these three endpoints
+    # in production; these routes answer when it hands a request over, and in tests).
+    calls = MachineCalls(deps, token_endpoint)
 
     @bp.route("/.well-known/openid-configuration", methods=["GET"])
     async def discovery() -> Response:
@@ -41,20 +43,16 @@ def api_routes(deps: Deps, pages: Pages, token_endpoint: TokenEndpoint) -> Bluep
 
     @bp.route("/token", methods=["POST"])
     async def token() -> Response:
-        snap = request_snapshot(deps)
-        form = await request.form
-        body = await token_endpoint.handle(
-            deps, snap, {key: value for key, value in form.items()}, request.headers.get("Authorization", "")
-        )
+        form = form_values((await request.form).items(multi=True))
+        body = await calls.token(request_snapshot(deps), form, request.headers.get("Authorization", ""),
+                                 request.scope, request.headers.get)
         return json_response(body, no_store=True)
 
     @bp.route("/token/introspect", methods=["POST"])
     async def token_introspect() -> Response:
-        form = await request.form
-        body = await introspect(
-            deps, request_snapshot(deps), {key: value for key, value in form.items()},
-            request.headers.get("Authorization", ""),
-        )
+        form = form_values((await request.form).items(multi=True))
+        body = await calls.introspect(request_snapshot(deps), form, request.headers.get("Authorization", ""),
+                                      request.scope, request.headers.get)
         return json_response(body, no_store=True)
 
     @bp.route("/token/revoke", methods=["POST"])
@@ -68,7 +66,8 @@ def api_routes(deps: Deps, pages: Pages, token_endpoint: TokenEndpoint) -> Bluep
 
     @bp.route("/userinfo", methods=["GET", "POST"])
     async def user_info() -> Response:
-        claims = await userinfo(deps, request_snapshot(deps), request.headers.get("Authorization", ""))
+        claims = await calls.userinfo(request_snapshot(deps), request.headers.get("Authorization", ""),
+                                      request.scope, request.headers.get)
         return json_response(claims, no_store=True)
 
     @bp.route("/healthz", methods=["GET"])

@@ -10,6 +10,7 @@ from quart.blueprints import BlueprintSetupState
 
 from appliance.connectors.base import SAMLPost
 from appliance.errors import DisplayedError
+from appliance.mfa.flow import step_url
 from appliance.oidc.approval import (
     AuthResult,
     after_login,
@@ -29,9 +30,11 @@ from appliance.oidc.login import (
     submit_password,
 )
 from appliance.oidc.sessions import start_session
+from appliance.security.clientip import ClientAddress
 from appliance.store.models import AuthRequest
 from appliance.web import csrf
 from appliance.web.responses import Pages, redirect, request_snapshot
+from appliance.web.routes_mfa import mfa_routes
 from appliance.web.routes_saml import saml_post_page, saml_routes
 from appliance.web.sessioncookie import current_session, set_session_cookie
 from appliance.web.upstream_edge import refusals_shown, strip_untrusted_headers
@@ -76,6 +79,7 @@ async def _check_csrf(snap: Snapshot) -> dict[str, str]:
 
 def auth_routes(deps: Deps, pages: Pages) -> Blueprint:
     bp = Blueprint("auth", __name__)
+    addresses = ClientAddress()
 
     async def finish(snap: Snapshot, result: AuthResult) -> Response:
         if result.oob_code:
@@ -84,6 +88,8 @@ def auth_routes(deps: Deps, pages: Pages) -> Blueprint:
 
     async def logged_in(snap: Snapshot, auth_req: AuthRequest) -> Response:
         """A fresh login: start the SSO session (its cookie replaces any earlier one), then go on."""
+        if auth_req.mfa_pending:  # a second factor first (appliance.mfa)
+            return redirect(step_url(snap, auth_req), 303)
         auth_req, cookie = await start_session(deps, auth_req)
         response = await finish(snap, await after_login(deps, snap, auth_req))
         set_session_cookie(response, snap, cookie)
@@ -125,10 +131,13 @@ def auth_routes(deps: Deps, pages: Pages) -> Blueprint:
                     f"?{urlencode({'state': state})}")
         username = ""
         if request.method == "POST":
+            client_ip = addresses.of_scope(snap.config.web.client_remote_ip, request.scope,
+                                           request.headers.get)
+            deps.protection.rate_limit(snap.config.security, "login", client_ip)
             form = await _check_csrf(snap)
             username = form.get("login", "")
             auth_req = await refusals_shown(
-                submit_password(deps, snap, login, username, form.get("password", ""))
+                submit_password(deps, snap, login, username, form.get("password", ""), client_ip)
             )
             if auth_req is not None:
                 return await logged_in(snap, auth_req)
@@ -168,6 +177,7 @@ def auth_routes(deps: Deps, pages: Pages) -> Blueprint:
 
     # Upstream logins at the edge: the SAML POST binding, and authproxy headers trusted on one path only.
     bp.register_blueprint(saml_routes(deps, logged_in))
+    bp.register_blueprint(mfa_routes(deps, pages, logged_in))
 
     def install_header_strip(state: BlueprintSetupState) -> None:
         assert isinstance(state.app, Quart)

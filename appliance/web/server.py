@@ -7,11 +7,11 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import PorticoError
+from appliance.web.tls import ServerTLS, StrictTransport, TLSFilesError, TLSSettings
 
 if TYPE_CHECKING:
     from hypercorn.config import Config as HypercornConfig
@@ -21,6 +21,8 @@ log = logging.getLogger("portico.server")
 # Both run inside this process's event loop. Granian's embedded server parses HTTP in Rust and serves
 # the benchmark's light endpoints several times faster on one core (bench/README.md has the figures);
 # Hypercorn stays supported (pure Python, no native code) and is the fallback where Granian is missing.
+# HTTPS listeners are always Hypercorn on Python's ssl, whatever web.server says: Granian can neither
+# cap the TLS version nor change certificates under open connections (docs/security.md, "TLS").
 SERVERS = ("granian", "hypercorn")
 DEFAULT_SERVER = "granian"
 BACKLOG = 1024  # connections the kernel queues before accept
@@ -36,7 +38,10 @@ class Listener:
     address: str  # "host:port"
     tls_cert: str = ""
     tls_key: str = ""
-    tls_min_version: str = ""  # "1.2" or "1.3"; "" = 1.2 (Dex's default). Granian only: Hypercorn is 1.2.
+    tls_min_version: str = ""  # "1.2" or "1.3"; "" = 1.2 (Dex's default)
+    tls_max_version: str = ""  # "" = 1.3
+    # The live certificate holder (reloads swap pairs in it); None: loaded from the fields above.
+    tls_context: ServerTLS | None = field(default=None, compare=False)
 
     @property
     def tls(self) -> bool:
@@ -83,7 +88,9 @@ async def serve(
     The sockets are bound before serving starts, so a bad address fails here with a clear error and
     `on_ready` runs only once every listener accepts connections.
     """
-    if resolve_server(server) == "granian":
+    if any(item.tls for item in listeners):
+        await _serve_with_tls(app, listeners, shutdown, graceful_timeout, on_ready, server)
+    elif resolve_server(server) == "granian":
         await _serve_granian(app, listeners, shutdown, graceful_timeout, on_ready)
     else:
         await _serve_hypercorn(app, listeners, shutdown, graceful_timeout, on_ready)
@@ -137,7 +144,7 @@ _GRANIAN_LOGGING: dict[str, Any] = {"incremental": True, "formatters": {}, "hand
 
 
 def _granian_servers(app: Any, listeners: list[Listener], graceful_timeout: float) -> list[Any]:
-    from granian.constants import HTTPModes, Interfaces, SSLProtocols, TaskImpl
+    from granian.constants import HTTPModes, Interfaces, TaskImpl
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server.embed import Server
@@ -156,23 +163,15 @@ def _granian_servers(app: Any, listeners: list[Listener], graceful_timeout: floa
     if not any(isinstance(item, _QuietEmbedded) for item in granian_log.filters):
         granian_log.addFilter(_QuietEmbedded())
     servers = []
-    for item in listeners:
+    for item in listeners:  # plain http only: TLS listeners are served by _serve_with_tls
         host, port = _split_address(item.address)
-        tls: dict[str, Any] = {}
-        if item.tls:
-            version = SSLProtocols.tls13 if item.tls_min_version == "1.3" else SSLProtocols.tls12
-            tls = {"ssl_cert": Path(item.tls_cert), "ssl_key": Path(item.tls_key),
-                   "ssl_protocol_min": version}
-        try:
-            embedded = Embedded(
-                app, address=host, port=port, interface=Interfaces.ASGINL,  # the lifespan is run below
-                http=HTTPModes.auto, websockets=False, backlog=BACKLOG, backpressure=MAX_CONNECTIONS,
-                runtime_threads=1, task_impl=TaskImpl.asyncio,
-                http1_settings=HTTP1Settings(header_read_timeout=30_000, keep_alive=True),
-                log_level=LogLevels.warning, log_dictconfig=_GRANIAN_LOGGING, log_access=False, **tls,
-            )
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            raise ListenError(f"cannot set up the TLS listener {item.url}: {exc}") from exc
+        embedded = Embedded(
+            app, address=host, port=port, interface=Interfaces.ASGINL,  # the lifespan is run below
+            http=HTTPModes.auto, websockets=False, backlog=BACKLOG, backpressure=MAX_CONNECTIONS,
+            runtime_threads=1, task_impl=TaskImpl.asyncio,
+            http1_settings=HTTP1Settings(header_read_timeout=30_000, keep_alive=True),
+            log_level=LogLevels.warning, log_dictconfig=_GRANIAN_LOGGING, log_access=False,
+        )
         # Past this bound, stopping stops waiting for requests in flight (Granian then raises TimeoutError).
         embedded.workers_kill_timeout = graceful_timeout  # type: ignore[assignment]
         servers.append(embedded)
@@ -223,27 +222,18 @@ async def _serve_granian(app: Any, listeners: list[Listener], shutdown: asyncio.
         raise ServerError(f"the web server on {urls} stopped unexpectedly")
 
 
-def _hypercorn_config(listeners: list[Listener], graceful_timeout: float) -> HypercornConfig:
+def _hypercorn_config(listeners: list[Listener], graceful_timeout: float,
+                      config: HypercornConfig | None = None) -> HypercornConfig:
     from hypercorn.config import Config as HypercornConfig
 
-    tls = [item for item in listeners if item.tls]
-    plain = [item for item in listeners if not item.tls]
-    if len({(item.tls_cert, item.tls_key) for item in tls}) > 1:
-        raise ListenError("all TLS listeners must share one certificate and key")
-    config = HypercornConfig()
+    config = config or HypercornConfig()
     config.graceful_timeout = graceful_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("portico.hypercorn")
     config.keep_alive_timeout = 75
     if REUSE_PORT:
         config.workers = 2  # Hypercorn sets SO_REUSEPORT exactly when it is told of several workers
-    if tls:
-        config.certfile = tls[0].tls_cert
-        config.keyfile = tls[0].tls_key
-        config.bind = [item.address for item in tls]
-        config.insecure_bind = [item.address for item in plain]
-    else:
-        config.bind = [item.address for item in plain]
+    config.bind = [item.address for item in listeners]  # plain http only (see _serve_with_tls)
     return config
 
 
@@ -254,8 +244,6 @@ async def _serve_hypercorn(app: Any, listeners: list[Listener], shutdown: asynci
 
     config = _hypercorn_config(listeners, graceful_timeout)
     try:
-        if config.ssl_enabled:
-            config.create_ssl_context()  # surface unreadable or mismatched TLS files before binding
         sockets = config.create_sockets()
         for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
             sock.listen(config.backlog)  # from here connections queue instead of being refused
@@ -276,3 +264,172 @@ async def _serve_hypercorn(app: Any, listeners: list[Listener], shutdown: asynci
     if on_ready is not None:
         on_ready()
     await served
+
+
+# --- HTTPS: Python's ssl under Hypercorn, one lifespan for every listener ----------------------------
+
+Scope = dict[str, Any]
+ASGI = Callable[[Any, Any, Any], Any]
+
+
+LIFESPAN_TIMEOUT = 60.0  # the app's after_serving hooks get this long at shutdown
+
+
+class _Lifespan:
+    """Runs the app's ASGI lifespan once for all listeners (Quart's before_serving/after_serving)."""
+
+    def __init__(self, app: ASGI) -> None:
+        self._app = app
+        self._inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        self._started: asyncio.Future[str] = loop.create_future()  # "" = complete, else why it failed
+        self._stopped: asyncio.Future[None] = loop.create_future()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        try:
+            await self._app(scope, self._inbox.get, self._send)
+        except Exception as exc:
+            if not self._started.done():
+                self._started.set_result(f"{type(exc).__name__}: {exc}")
+            else:
+                log.error("the web app's lifespan failed: %r", exc)
+        finally:
+            if not self._started.done():
+                self._started.set_result("the app ended its lifespan before starting")
+            if not self._stopped.done():
+                self._stopped.set_result(None)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind in ("lifespan.startup.complete", "lifespan.startup.failed") and not self._started.done():
+            self._started.set_result("" if kind.endswith("complete") else
+                                     str(message.get("message") or "lifespan startup failed"))
+        elif kind.startswith("lifespan.shutdown") and not self._stopped.done():
+            if kind.endswith("failed"):
+                log.error("the web app failed to stop cleanly: %s", message.get("message", ""))
+            self._stopped.set_result(None)
+
+    async def startup(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lifespan")
+        self._inbox.put_nowait({"type": "lifespan.startup"})
+        failure = await self._started
+        if failure:
+            await self.shutdown()
+            raise ServerError(f"the web app failed to start: {failure}")
+
+    async def shutdown(self) -> None:
+        if self._task is None:
+            return
+        if not self._task.done():
+            self._inbox.put_nowait({"type": "lifespan.shutdown"})
+            await asyncio.wait([self._stopped, self._task], timeout=LIFESPAN_TIMEOUT,
+                               return_when=asyncio.FIRST_COMPLETED)
+            self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+class _NoLifespan:
+    """The app for the servers when the lifespan runs elsewhere (_Lifespan): answers theirs at once."""
+
+    def __init__(self, app: ASGI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _server_tls(listeners: list[Listener]) -> ServerTLS:
+    given = {id(item.tls_context): item.tls_context for item in listeners if item.tls_context is not None}
+    settings = {TLSSettings(item.tls_cert, item.tls_key, item.tls_min_version, item.tls_max_version)
+                for item in listeners if item.tls_context is None}
+    if len(given) + len(settings) > 1:
+        raise ListenError("all TLS listeners must share one certificate and key")
+    if given:
+        return next(iter(given.values()))
+    try:
+        return await asyncio.to_thread(ServerTLS.open, settings.pop())
+    except TLSFilesError as exc:
+        raise ListenError(f"cannot set up the TLS listener {listeners[0].url}: {exc}") from exc
+
+
+async def _serve_tls(app: ASGI, sockets: list[socket.socket], tls: ServerTLS, stop: asyncio.Event,
+                     graceful_timeout: float) -> None:
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.config import Config as HypercornConfig
+    from hypercorn.config import Sockets
+    from hypercorn.utils import wrap_app
+
+    class TLSConfig(HypercornConfig):
+        """Hypercorn's settings with the live context instead of one built from file names."""
+
+        @property
+        def ssl_enabled(self) -> bool:
+            return True
+
+        def create_ssl_context(self) -> Any:
+            return tls.context
+
+    config = _hypercorn_config([], graceful_timeout, TLSConfig())
+    served = Sockets(secure_sockets=sockets, insecure_sockets=[], quic_sockets=[])
+    await worker_serve(wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=served,
+                       shutdown_trigger=stop.wait)
+
+
+async def _serve_with_tls(app: ASGI, listeners: list[Listener], shutdown: asyncio.Event,
+                          graceful_timeout: float, on_ready: Callable[[], None] | None, server: str) -> None:
+    """HTTPS listeners on Hypercorn with the live TLS context; plain ones on `server`. One lifespan."""
+    secure = [item for item in listeners if item.tls]
+    plain = [item for item in listeners if not item.tls]
+    tls = await _server_tls(secure)
+    sockets = _bind(secure)
+    lifespan = _Lifespan(app)
+    try:
+        await lifespan.startup()
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    inner = _NoLifespan(app)
+    stop = asyncio.Event()  # the parts stop together: on shutdown, or when one of them fails
+    plain_ready = asyncio.Event()
+    parts = [asyncio.create_task(_serve_tls(StrictTransport(inner), sockets, tls, stop, graceful_timeout),
+                                 name="https")]
+    if plain:
+        parts.append(asyncio.create_task(serve(inner, plain, stop, graceful_timeout=graceful_timeout,
+                                               on_ready=plain_ready.set, server=server), name="http"))
+    else:
+        plain_ready.set()
+    stopping = asyncio.create_task(shutdown.wait(), name="https-shutdown")
+    ready = asyncio.create_task(plain_ready.wait(), name="https-ready")
+    try:
+        await asyncio.wait([ready, *parts], return_when=asyncio.FIRST_COMPLETED)
+        if ready.done():
+            for item in secure:
+                log.info("listening on %s (TLS: %s)", item.url, tls.current.describe())
+            if on_ready is not None:
+                on_ready()
+            await asyncio.wait([stopping, *parts], return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this task is cancelled: every part stops before it ends
+        ready.cancel()
+        stopping.cancel()
+        unexpected = not shutdown.is_set()
+        stop.set()
+        results = await asyncio.gather(*parts, return_exceptions=True)
+        await lifespan.shutdown()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
+    if unexpected:
+        urls = ", ".join(item.url for item in listeners)
+        raise ServerError(f"the web server on {urls} stopped unexpectedly")

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from quart import Quart
 
 from appliance.connectors.base import UserRefusedError
-from appliance.connectors.upstream_http import UpstreamRefusedError
 from appliance.errors import DisplayedError
 from appliance.oidc.deps import Deps, Snapshot
 
 log = logging.getLogger("portico.web.upstream")
+
+# Where UpstreamRefusedError lives. It is not imported here: that module pulls in the HTTP client stack
+# (authlib, httpx: a tenth of a second at start-up), which only the upstream connectors need, and they
+# import it when the configuration has one. Until then no such error can have been raised.
+_UPSTREAM_HTTP = "appliance.connectors.upstream_http"
 
 T = TypeVar("T")
 
@@ -41,11 +46,18 @@ async def refusals_shown(call: Awaitable[T]) -> T:
     except UserRefusedError as exc:
         log.warning("login refused by the upstream: %s", exc)
         raise ACCESS_DENIED from None
-    except UpstreamRefusedError as exc:
-        if exc.error != "access_denied":
+    except Exception as exc:
+        if not _upstream_refusal(exc):
             raise
         log.warning("login refused by the upstream: %s", exc)
         raise ACCESS_DENIED from None
+
+
+def _upstream_refusal(exc: Exception) -> bool:
+    """An upstream's OAuth error answer access_denied (appliance.connectors.upstream_http)."""
+    module = sys.modules.get(_UPSTREAM_HTTP)
+    refusal = getattr(module, "UpstreamRefusedError", None) if module is not None else None
+    return refusal is not None and isinstance(exc, refusal) and exc.error == "access_denied"
 
 
 class _HeaderRule:
@@ -65,6 +77,13 @@ class _HeaderRule:
     def dropped(self, path: str) -> frozenset[bytes]:
         """The trusted names to drop on `path`: all, but those of the connector the path belongs to."""
         return self.every - self.by_path.get(path, frozenset())
+
+
+def trusted_header_names(snap: Snapshot) -> frozenset[bytes]:
+    """Every header name (lowercase bytes) an authproxy connector of `snap` believes: what
+    `strip_untrusted_headers` removes on any path but the connector's callback. (The fast path hands a
+    request carrying one to the app, which strips it.)"""
+    return _HeaderRule(snap, "").every
 
 
 def strip_untrusted_headers(app: Quart, deps: Deps) -> None:

@@ -1,12 +1,13 @@
 // The benchmark's peer: node-oidc-provider configured for the same work as Portico's benchmark config
 // (bench/README.md says what differs). Settings come from a JSON file the harness writes; it listens on
-// 127.0.0.1 only and keeps its state in memory (BenchAdapter below).
+// 127.0.0.1 only and keeps its state in memory (BenchAdapter below), and, when the settings name a
+// journal, on disk too: every change is appended to that file as it happens and replayed at start.
 //
 // Logins go through a small form handler of our own (devInteractions accepts any password): it checks
 // a bcrypt hash of the same cost as Portico's staticPasswords, off the event loop (bcrypt's async API
 // runs in libuv's thread pool, as Portico's runs in asyncio.to_thread), then finishes the login and
 // the consent in one step, as Portico does with skipApprovalScreen.
-import { readFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:http';
 
 import bcrypt from 'bcrypt';
@@ -23,6 +24,56 @@ const RESOURCE = 'urn:portico-bench:api';
 // keeps, it keeps), with expiry checked on read and the grant index that revocation needs.
 const store = new Map(); // "Model:id" -> {payload, expiresAt (ms, 0 = never)}
 const grantMembers = new Map(); // grantId -> Set of "Model:id"
+
+// The journal: one JSON line per change, written with write(2) before the change is acknowledged and
+// never fsync'ed. That is the durability of Portico's SQLite in WAL mode with synchronous=NORMAL: what
+// was acknowledged survives the process being killed, not a power cut.
+const journal = settings.journal || '';
+
+function apply([op, key, a, b]) {
+  if (op === 'u') {
+    store.set(key, { payload: a, expiresAt: b });
+    if (a.grantId) {
+      if (!grantMembers.has(a.grantId)) {
+        grantMembers.set(a.grantId, new Set());
+      }
+      grantMembers.get(a.grantId).add(key);
+    }
+  } else if (op === 'd') {
+    const payload = store.get(key)?.payload;
+    store.delete(key);
+    if (payload?.grantId) {
+      grantMembers.get(payload.grantId)?.delete(key);
+    }
+  } else if (op === 'c') {
+    const entry = store.get(key);
+    if (entry) {
+      entry.payload.consumed = a;
+    }
+  } else if (op === 'r') {
+    for (const member of grantMembers.get(key) ?? []) {
+      store.delete(member);
+    }
+    grantMembers.delete(key);
+  }
+}
+
+if (journal && existsSync(journal)) {
+  for (const line of readFileSync(journal, 'utf8').split('\n')) {
+    if (line) {
+      apply(JSON.parse(line));
+    }
+  }
+}
+const journalFd = journal ? openSync(journal, 'a', 0o600) : null;
+
+// Every change goes through here: applied in memory, and appended to the journal when there is one.
+function change(entry) {
+  if (journalFd !== null) {
+    writeSync(journalFd, `${JSON.stringify(entry)}\n`);
+  }
+  apply(entry);
+}
 
 class BenchAdapter {
   constructor(model) {
@@ -48,18 +99,12 @@ class BenchAdapter {
   async upsert(id, payload, expiresIn) {
     const key = this.key(id);
     const expiresAt = expiresIn ? Date.now() + expiresIn * 1000 : 0;
-    store.set(key, { payload, expiresAt });
-    if (payload.grantId) {
-      if (!grantMembers.has(payload.grantId)) {
-        grantMembers.set(payload.grantId, new Set());
-      }
-      grantMembers.get(payload.grantId).add(key);
-    }
+    change(['u', key, payload, expiresAt]);
     if (this.model === 'Session' && payload.uid) {
-      store.set(`sessionUid:${payload.uid}`, { payload: id, expiresAt });
+      change(['u', `sessionUid:${payload.uid}`, id, expiresAt]);
     }
     if (payload.userCode) {
-      store.set(`userCode:${payload.userCode}`, { payload: id, expiresAt });
+      change(['u', `userCode:${payload.userCode}`, id, expiresAt]);
     }
   }
 
@@ -78,26 +123,17 @@ class BenchAdapter {
   }
 
   async consume(id) {
-    const payload = BenchAdapter.read(this.key(id));
-    if (payload) {
-      payload.consumed = Math.floor(Date.now() / 1000);
+    if (BenchAdapter.read(this.key(id))) {
+      change(['c', this.key(id), Math.floor(Date.now() / 1000)]);
     }
   }
 
   async destroy(id) {
-    const key = this.key(id);
-    const payload = BenchAdapter.read(key);
-    store.delete(key);
-    if (payload?.grantId) {
-      grantMembers.get(payload.grantId)?.delete(key);
-    }
+    change(['d', this.key(id)]);
   }
 
   async revokeByGrantId(grantId) {
-    for (const key of grantMembers.get(grantId) ?? []) {
-      store.delete(key);
-    }
-    grantMembers.delete(grantId);
+    change(['r', grantId]);
   }
 }
 

@@ -165,10 +165,12 @@ def test_users_create_reset_groups_delete(server: Server) -> None:
 def test_stored_connectors_are_validated_tested_and_served(server: Server) -> None:
     admin = server.admin()
     forms = admin.get("/v1/connector-types")
-    assert [f["name"] for f in forms["mockPassword"]] == ["username", "password"]
+    assert [(k["name"], k["kind"], k["required"]) for k in forms["mockPassword"]["keys"]] == [
+        ("username", "string", True), ("password", "secret", True)]
     with pytest.raises(AdminAPIError) as missing:
         admin.post("/v1/connectors", {"id": "mp", "type": "mockPassword", "config": {"username": "u"}})
     assert missing.value.status == 400 and "password" in missing.value.message
+    assert {"path": "config.password", "message": "no password supplied"} in missing.value.problems
     assert "Mock Login" not in _picker(server)
 
     created = admin.post("/v1/connectors", {"id": "mp", "type": "mockPassword", "name": "Mock Login",
@@ -176,7 +178,8 @@ def test_stored_connectors_are_validated_tested_and_served(server: Server) -> No
     assert created["ok"] is True and created["reload"]["result"] == "applied"
     listed = {c["id"]: c for c in admin.get("/v1/connectors")}
     assert listed["mp"]["source"] == "storage" and listed["mp"]["state"] == "open"
-    assert listed["mp"]["config"]["password"] == "********"
+    # A secret is never sent back, not even masked: the API says that it is set.
+    assert listed["mp"]["config"] == {"username": "kilgore"} and listed["mp"]["secrets"] == ["password"]
     assert listed["local"]["read_only"] is True
     assert "Mock Login" in _picker(server)  # the public app serves it at once
 
@@ -186,10 +189,42 @@ def test_stored_connectors_are_validated_tested_and_served(server: Server) -> No
     assert bad["ok"] is False
     admin.patch("/v1/connectors/mp", {"name": "Renamed Mock"})
     wait_for(lambda: "Renamed Mock" in _picker(server), what="the renamed connector")
+    # An edited config that leaves the secret out keeps it (the console never sees it) ...
+    admin.patch("/v1/connectors/mp", {"config": {"username": "kilgore2"}})
+    assert admin.post("/v1/connectors/mp/test", {"username": "kilgore2", "password": "trout"})["ok"] is True
+    # ... and one that names it replaces it; a failing edit is refused and changes nothing.
+    with pytest.raises(AdminAPIError) as refused:
+        admin.patch("/v1/connectors/mp", {"config": {"username": "x"}, "type": "ldap"})
+    assert refused.value.problems == [{"path": "type", "message": "the type cannot change"}]
+    checked = admin.post("/v1/connectors/mp/validate", {"config": {"username": "k2"},
+                                                        "test_username": "k2", "test_password": "trout"})
+    assert checked["ok"] is True and "logged in" in checked["message"]
+    admin.patch("/v1/connectors/mp", {"config": {"username": "k3", "password": "new-trout"}})
+    assert admin.post("/v1/connectors/mp/test", {"username": "k3", "password": "new-trout"})["ok"] is True
+    assert admin.post("/v1/connectors/mp/test", {"username": "k3", "password": "trout"})["ok"] is False
     admin.delete("/v1/connectors/mp")
     assert "Renamed Mock" not in _picker(server)
     events = [e for e in admin.get("/v1/audit", q="connectors") if e["target"] == "mp"]
-    assert "trout" not in json.dumps(events)
+    assert "trout" not in json.dumps(events) and "new-trout" not in json.dumps(events)
+
+
+def test_connector_problems_name_their_key_paths(server: Server) -> None:
+    """The server validates a stored connector as a config file's: every problem with its key path."""
+    admin = server.admin()
+    result = admin.post("/v1/connectors/validate", {"id": "bad-ldap", "type": "ldap", "config": {
+        "host": "ldap://nope", "bindDN": "cn=x", "userSearch": {"baseDN": "ou=p", "filter": "no-parens"},
+        "groupSearch": {"userMatchers": [{"userAttr": "uid", "grupAttr": "memberUid"}]}}})
+    assert result["ok"] is False
+    where = {p["path"] for p in result["problems"]}
+    assert {"config.host", "config.bindPW", "config.bindDN", "config.userSearch.filter",
+            "config.userSearch.username"} <= where
+    # An unknown key inside a list entry is not a field of the form: it is reported on the block.
+    assert any(p["path"] == "config" and "groupSearch.userMatchers[0].grupAttr" in p["message"]
+               for p in result["problems"])
+    with pytest.raises(AdminAPIError) as bad:
+        admin.post("/v1/connectors", {"id": "bad id!", "type": "nope", "config": []})
+    assert {p["path"] for p in bad.value.problems} == {"id", "type", "config"}
+    assert all(c["id"] != "bad-ldap" for c in admin.get("/v1/connectors"))
 
 
 def test_sessions_list_and_revoke(server: Server) -> None:

@@ -222,7 +222,7 @@ async def test_api_failures_are_connector_errors(served: Any, github: FakeGitHub
 
 async def test_bad_code_denied_consent_and_missing_code(served: Any, github: FakeGitHub) -> None:
     conn = make(served)
-    with pytest.raises(ConnectorError, match="bad code"):
+    with pytest.raises(ConnectorError, match="bad_verification_code"):
         await conn.handle_callback(Scopes(), {"code": "forged", "state": "s"})
     params = await browse(await conn.login_url(Scopes(), REDIRECT, "s"), "octocat", deny=True)
     with pytest.raises(UpstreamDenied, match="access_denied"):
@@ -233,7 +233,7 @@ async def test_bad_code_denied_consent_and_missing_code(served: Any, github: Fak
 
 async def test_wrong_client_secret_is_a_connector_error(served: Any, github: FakeGitHub) -> None:
     conn = make(served, clientSecret="wrong")
-    with pytest.raises(ConnectorError, match="invalid_client"):
+    with pytest.raises(ConnectorError, match="incorrect_client_credentials"):
         await login(conn, Scopes())
 
 
@@ -278,7 +278,7 @@ async def test_refresh_renews_an_expired_github_app_token(
     assert github.oauth.token_requests[-1]["grant_type"] == "refresh_token"
     # The old refresh token was rotated away upstream: using it again fails as an upstream refusal.
     clock.advance(timedelta(hours=9))
-    with pytest.raises(ConnectorError, match="invalid_grant"):
+    with pytest.raises(UpstreamDenied, match="bad_refresh_token"):
         await conn.refresh(Scopes(), identity)
 
 

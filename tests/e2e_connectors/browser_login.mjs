@@ -10,6 +10,14 @@
 //   samlFields {}                          IdP form fields to set before pressing its "Sign in"
 //   javaScript: false                      browse with JavaScript off (the <noscript> paths)
 //   refresh: true                          also run one refresh grant
+//   upstreamLogout {postLogoutRedirectUri, state}
+//                                          then, in the same browser: one more login with prompt=login
+//                                          (the control: the upstream's session still stands), an
+//                                          RP-initiated logout at Portico (answering the upstream's
+//                                          logout question), and a last login (its trail shows whether
+//                                          the upstream asked for the password again)
+//   expectError: true                      the login is expected to end on a Portico error page (an
+//                                          upstream down): its status, title and text are the result
 //   resultFile, artifacts                  where the result (tokens included) and failure captures go
 // Output: the result JSON in resultFile (mode 0600: it holds tokens); exit 0 on success.
 
@@ -108,7 +116,7 @@ async function clickAndLeave(page, locator) {
   await Promise.all([page.waitForEvent('framenavigated', { timeout: 15000 }), locator.click()]);
 }
 
-async function browse(authUrl, arrival) {
+async function launch() {
   const browser = await chromium.launch({
     executablePath: process.env.RP_CHROMIUM ?? '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS,
   });
@@ -116,17 +124,39 @@ async function browse(authUrl, arrival) {
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
   const issuerOrigin = new URL(cfg.issuer).origin;
-  const trail = [];
-  const porticoPages = [];
-  const consoleErrors = [];
-  page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(msg.text()); });
+  const seen = { porticoPages: [], consoleErrors: [], navigations: [] };
+  page.on('console', (msg) => { if (msg.type() === 'error') seen.consoleErrors.push(msg.text()); });
   page.on('response', (res) => {
     const url = new URL(res.url());
     if (url.origin === issuerOrigin && res.request().resourceType() === 'document') {
-      porticoPages.push({ path: url.pathname, method: res.request().method(), status: res.status(),
+      seen.porticoPages.push({ path: url.pathname, method: res.request().method(), status: res.status(),
         csp: res.headers()['content-security-policy'] ?? null });
     }
   });
+  // Every page the tab went to (origin and path; the query may hold tokens), in order.
+  page.on('request', (req) => {
+    if (req.isNavigationRequest() && req.frame() === page.mainFrame()) {
+      const url = new URL(req.url());
+      seen.navigations.push(`${req.method()} ${url.origin}${url.pathname}`);
+    }
+  });
+  return { browser, page, seen };
+}
+
+// What a Portico error page says (Error <status>, the title, the message), as the person reads it.
+async function readErrorPage(page) {
+  return {
+    url: `${new URL(page.url()).origin}${new URL(page.url()).pathname}`,
+    statusLine: (await page.locator('.status-code').innerText()).trim(),
+    heading: (await page.locator('h1').first().innerText()).trim(),
+    text: await page.locator('body').innerText(),
+    title: await page.title(),
+  };
+}
+
+// One login in the open tab: the pages on the way, until the RP's callback (or a Portico error page).
+async function walk(page, authUrl, arrival) {
+  const trail = [];
   let arrived = false;
   const landed = arrival.then((url) => { arrived = true; return url; });
   try {
@@ -135,12 +165,15 @@ async function browse(authUrl, arrival) {
     for (let step = 0; step < 10 && !arrived; step += 1) {
       const approve = page.locator('button[name="approval"][value="approve"]');
       const upstream = page.locator(ACTIONS[cfg.mode]).first();
+      const failed = page.locator('.status-code');
       const which = await Promise.race([
         landed.then(() => 'callback'),
         approve.waitFor({ state: 'visible', timeout: 20000 }).then(() => 'approval'),
         upstream.waitFor({ state: 'visible', timeout: 20000 }).then(() => 'upstream'),
+        failed.waitFor({ state: 'visible', timeout: 20000 }).then(() => 'error'),
       ]);
       if (which === 'callback') break;
+      if (which === 'error') return { errorPage: await readErrorPage(page), approvalPage, trail };
       if (which === 'approval') {
         approvalPage = true;
         trail.push('portico approval');
@@ -151,19 +184,15 @@ async function browse(authUrl, arrival) {
       await clickAndLeave(page, upstream);
     }
     const callbackUrl = await landed;
-    return { callbackUrl, approvalPage, trail, porticoPages, consoleErrors, browser, page };
+    return { callbackUrl, approvalPage, trail };
   } catch (err) {
     await saveArtifacts(page, 'failure');
-    await browser.close();
     throw new Error(`browser step failed at ${page.url()} after ${JSON.stringify(trail)}: ${err.message}`);
   }
 }
 
-async function main() {
-  const started = Date.now();
-  const config = await client.discovery(new URL(cfg.issuer), cfg.clientId, undefined,
-    client.ClientSecretBasic(cfg.clientSecret),
-    { execute: [client.allowInsecureRequests, client.enableNonRepudiationChecks] });
+// A whole login in the open tab: the browser part, then the code grant (unless it ends on an error page).
+async function login(page, config, extra = {}) {
   const codeVerifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const nonce = client.randomNonce();
@@ -175,24 +204,84 @@ async function main() {
     state,
     nonce,
     ...(cfg.extraAuthParams ?? {}),
+    ...extra,
   });
   const cb = listenForCallback(cfg.redirectUri);
   await cb.ready;
   let visit;
   try {
-    visit = await browse(authUrl, cb.arrival);
+    visit = await walk(page, authUrl, cb.arrival);
   } finally {
     cb.server.close();
   }
-  const { callbackUrl, browser, page, ...seen } = visit;
+  if (visit.errorPage) return visit;
+  const tokens = await client.authorizationCodeGrant(config, visit.callbackUrl, {
+    pkceCodeVerifier: codeVerifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true,
+  });
+  const claims = tokens.claims();
+  checkAtHash(tokens, claims);
+  return { approvalPage: visit.approvalPage, trail: visit.trail, tokens, claims };
+}
+
+// RP-initiated logout at Portico with the RP's ID token, through whatever the upstream asks (its
+// "sign out?" question is answered yes), back to the RP's post-logout URL.
+async function logout(page, config, seen, idToken) {
+  const opts = cfg.upstreamLogout;
+  const back = listenForCallback(opts.postLogoutRedirectUri);
+  await back.ready;
+  const out = { upstreamQuestion: null };
+  const firstNavigation = seen.navigations.length;
   try {
-    const tokens = await client.authorizationCodeGrant(config, callbackUrl, {
-      pkceCodeVerifier: codeVerifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true,
-    });
-    const claims = tokens.claims();
-    checkAtHash(tokens, claims);
+    const url = new URL(config.serverMetadata().end_session_endpoint);
+    url.searchParams.set('id_token_hint', idToken);
+    url.searchParams.set('post_logout_redirect_uri', opts.postLogoutRedirectUri);
+    url.searchParams.set('state', opts.state);
+    await page.goto(url.href);
+    const yes = page.locator('button[name="logout"][value="yes"]');
+    const which = await Promise.race([
+      back.arrival.then(() => 'back'),
+      yes.waitFor({ state: 'visible', timeout: 20000 }).then(() => 'upstream'),
+    ]);
+    if (which === 'upstream') {
+      out.upstreamQuestion = new URL(page.url()).origin;
+      await clickAndLeave(page, yes);
+    }
+    const arrived = await back.arrival;
+    out.returnedTo = `${arrived.origin}${arrived.pathname}`;
+    out.returnedState = arrived.searchParams.get('state');
+  } catch (err) {
+    await saveArtifacts(page, 'logout-failure');
+    throw new Error(`logout failed at ${page.url()}: ${err.message}`);
+  } finally {
+    back.server.close();
+  }
+  out.navigations = seen.navigations.slice(firstNavigation);
+  return out;
+}
+
+async function main() {
+  const started = Date.now();
+  const config = await client.discovery(new URL(cfg.issuer), cfg.clientId, undefined,
+    client.ClientSecretBasic(cfg.clientSecret),
+    { execute: [client.allowInsecureRequests, client.enableNonRepudiationChecks] });
+  const { browser, page, seen } = await launch();
+  try {
+    const first = await login(page, config);
+    if (first.errorPage && !cfg.expectError) {
+      throw new Error(`Portico showed an error page: ${JSON.stringify(first.errorPage)}`);
+    }
+    if (cfg.expectError) {
+      // A failed login: what the person saw is the result (the test decides whether it was expected).
+      const { errorPage, trail } = first;
+      writeFileSync(cfg.resultFile, JSON.stringify({ errorPage: errorPage ?? null, trail, ...seen }),
+        { mode: 0o600 });
+      return;
+    }
+    const { tokens, claims } = first;
     const result = {
       ...seen,
+      approvalPage: first.approvalPage,
+      trail: first.trail,
       loginMs: Date.now() - started,
       claims,
       tokens: { access_token: tokens.access_token, id_token: tokens.id_token,
@@ -205,6 +294,17 @@ async function main() {
       result.refreshedClaims = refreshedClaims;
       result.tokens.refreshed_refresh_token = refreshed.refresh_token ?? null;
       result.userinfo = await client.fetchUserInfo(config, refreshed.access_token, claims.sub);
+    }
+    if (cfg.upstreamLogout) {
+      // The control: with the upstream's session alive, logging in there again needs no password.
+      const control = await login(page, config, { prompt: 'login' });
+      result.controlTrail = control.trail;
+      result.controlClaims = control.claims;
+      result.logout = await logout(page, config, seen, control.tokens.id_token);
+      // And after the logout: does the upstream ask for the password again?
+      const again = await login(page, config);
+      result.againTrail = again.trail;
+      result.againClaims = again.claims;
     }
     result.elapsedMs = Date.now() - started;
     writeFileSync(cfg.resultFile, JSON.stringify(result), { mode: 0o600 });

@@ -23,16 +23,20 @@ def issuer_of(port: int) -> str:
 
 
 def portico_config(port: int, connectors: list[dict[str, Any]], redirect_uris: list[str], state_dir: Path,
-                   *, skip_approval: bool = False) -> dict[str, Any]:
+                   *, skip_approval: bool = False, post_logout_redirect_uris: list[str] | None = None,
+                   ) -> dict[str, Any]:
     """A Dex config.yaml (as a dict): one confidential client, the given connectors, no password DB."""
+    client: dict[str, Any] = {"id": CLIENT_ID, "secret": CLIENT_SECRET, "name": "Example App",
+                              "redirectURIs": redirect_uris}
+    if post_logout_redirect_uris:
+        client["postLogoutRedirectURIs"] = post_logout_redirect_uris
     return {
         "issuer": issuer_of(port),
         "storage": {"type": "sqlite3", "config": {"file": str(state_dir / f"portico-{port}.db")}},
         "web": {"http": f"127.0.0.1:{port}"},
         "logger": {"level": "info"},
         "oauth2": {"skipApprovalScreen": skip_approval},
-        "staticClients": [{"id": CLIENT_ID, "secret": CLIENT_SECRET, "name": "Example App",
-                           "redirectURIs": redirect_uris}],
+        "staticClients": [client],
         "connectors": connectors,
     }
 

@@ -1,21 +1,22 @@
 """An upstream OpenID Provider (node-oidc-provider) behind the real server: Chromium through Portico and
 the provider's login and consent pages, refresh through the upstream, token exchange of an upstream ID
-token, the upstream rotating its key, and the upstream going down."""
+token, the upstream rotating its key (rollover, then retirement), and the upstream going down (the page
+Chromium shows, and refresh as an outage)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from connectors_support import (
-    auth_params,
     claims_of,
     issuer_of,
     portico_config,
@@ -44,6 +45,7 @@ class Setup:
     server: ServerProcess
     redirect_uri: str
     callback: str
+    dead: str  # an address where nothing listens
 
     @property
     def issuer(self) -> str:
@@ -69,10 +71,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory,
         connectors = [
             {"type": "oidc", "id": "oidc", "name": "Upstream", "config": upstream},
             {"type": "oidc", "id": "oidc-down", "name": "Down", "config": {**upstream, "issuer": dead}},
+            {"type": "oidc", "id": "oidc-tokendown", "name": "Token endpoint down",
+             "config": {**upstream, "providerDiscoveryOverrides": {"tokenURL": f"{dead}/token"}}},
         ]
         server = portico_module_launcher.start(
             lambda _: portico_config(port, connectors, [redirect_uri], workdir))
-        yield Setup(op, server, redirect_uri, callback)
+        yield Setup(op, server, redirect_uri, callback, dead)
     finally:
         op.stop()
 
@@ -149,47 +153,97 @@ def test_browser_login_refresh_through_the_upstream_and_token_exchange(
     assert refused.status_code == 401 and refused.json()["error"] == "access_denied", refused.text
 
 
+def _kid(jwt: str) -> str:
+    header = jwt.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"])
+
+
+def _exchange(setup: Setup, upstream_id_token: str) -> httpx.Response:
+    return token(setup.issuer, grant_type=TOKEN_EXCHANGE, connector_id="oidc",
+                 subject_token=upstream_id_token, subject_token_type=ID_TOKEN_TYPE, scope="openid")
+
+
+def _error_page(setup: Setup, workdir: Path, connector_id: str, username: str = "alice") -> dict[str, Any]:
+    """A login in Chromium that is expected to end on Portico's error page: what the person saw."""
+    run = run_browser(setup.issuer, setup.redirect_uri, "oidc", workdir, username=username, expectError=True,
+                      extraAuthParams={"connector_id": connector_id})
+    if run.result is None:
+        _fail(setup, f"the browser run failed (exit {run.returncode})", run.stderr)
+    assert run.result is not None
+    if run.result["errorPage"] is None:
+        _fail(setup, "the login did not end on an error page", json.dumps(run.result["trail"]))
+    return run.result
+
+
 def test_the_upstream_rotates_its_key(setup: Setup, tmp_path: Path) -> None:
+    """A rollover as providers do it (the new key signs, the old one stays published for a while), then
+    the old key's retirement; every login through Chromium."""
     require_browser()
+    key_a = setup.op.key
     before = _login(setup, tmp_path / "before", "alice")
     old_id_token = _upstream_id_token(setup, "alice")
-    setup.op.restart(new_key("key-rotated"))  # signs with the new key only, and forgets its grants
-    after = _login(setup, tmp_path / "after", "bob")
-    assert after["claims"]["sub"] == dex_sub("bob", "oidc")
+    assert _kid(old_id_token) == key_a.kid
+    assert _exchange(setup, old_id_token).status_code == 200  # Portico now holds the set {key-a}
+
+    # Rollover: key-b signs, key-a is still published. The next login brings a kid Portico has not seen.
+    key_b = new_key("key-b")
+    setup.op.restart(key_b, retired=[key_a])  # the restart also forgets the upstream's grants
+    during = _login(setup, tmp_path / "during", "bob")
+    assert during["claims"]["sub"] == dex_sub("bob", "oidc")
+    assert during["trail"][0].startswith("upstream login")
+    new_id_token = _upstream_id_token(setup, "bob")
+    assert _kid(new_id_token) == "key-b"
+    assert _exchange(setup, new_id_token).status_code == 200
+    assert _exchange(setup, old_id_token).status_code == 200  # still published: still good
     # The grant is gone upstream: the refresh token is dead (invalid_grant, not an outage).
     dead = refresh(setup.issuer, before["tokens"]["refresh_token"])
     assert dead.status_code == 400 and dead.json()["error"] == "invalid_grant", dead.text
-    # A token signed with the retired key no longer exchanges.
-    stale = token(setup.issuer, grant_type=TOKEN_EXCHANGE, connector_id="oidc", subject_token=old_id_token,
-                  subject_token_type=ID_TOKEN_TYPE, scope="openid")
-    assert stale.status_code == 401, stale.text
+
+    # Retirement: only key-c is published now. Tokens of the retired keys no longer exchange.
+    setup.op.restart(new_key("key-c"))
+    after = _login(setup, tmp_path / "after", "alice")
+    assert after["claims"]["sub"] == dex_sub("alice", "oidc") and after["claims"]["groups"] == ALICE_GROUPS
+    for stale in (old_id_token, new_id_token):
+        refused = _exchange(setup, stale)
+        assert refused.status_code == 401 and refused.json()["error"] == "access_denied", refused.text
 
 
 def test_the_upstream_down_is_a_clear_page(setup: Setup, tmp_path: Path) -> None:
     """Last in the module: the upstream is stopped, then started again."""
     require_browser()
     logged_in = _login(setup, tmp_path / "alice", "alice")
-    # Never discovered: the login cannot start.
-    with httpx.Client(timeout=30, follow_redirects=False) as http:
-        down = auth_params(setup.redirect_uri, connector_id="oidc-down")
-        start = http.get(f"{setup.issuer}/auth", params=down)
-        page = http.get(urljoin(str(start.url), start.headers["location"]))
-        assert page.status_code == 502 and "Login failed" in page.text, page.text[:500]
-        assert "127.0.0.1" not in page.text
 
-        # Down between the upstream's pages and the way back: the code cannot be redeemed.
-        start = http.get(f"{setup.issuer}/auth", params=auth_params(setup.redirect_uri, connector_id="oidc"))
-        to_upstream = http.get(urljoin(str(start.url), start.headers["location"]))
-        assert to_upstream.status_code == 302
-        params = asyncio.run(browse(to_upstream.headers["location"], "alice", callback=setup.callback))
-        setup.op.stop()
-        try:
-            back = http.get(setup.callback, params=params)
-            assert back.status_code == 502 and "Login failed" in back.text, back.text[:500]
-            assert "Traceback" not in back.text and setup.op.issuer not in back.text
+    # Never discovered (nothing answers at its issuer): the login cannot start. Chromium shows the page.
+    down = _error_page(setup, tmp_path / "down", "oidc-down")
+    page = down["errorPage"]
+    assert page["statusLine"].casefold() == "error 502" and page["heading"] == "Login failed", page
+    assert "try again later" in page["text"] and "Traceback" not in page["text"]
+    assert setup.dead not in page["text"] and "127.0.0.1" not in page["text"]  # no upstream detail
+    assert down["trail"] == [] and down["porticoPages"][-1]["status"] == 502
+
+    # Down on the way back: the upstream's own pages work, its token endpoint does not answer, so the
+    # code that comes back to /callback cannot be redeemed.
+    way_back = _error_page(setup, tmp_path / "way-back", "oidc-tokendown")
+    origin = setup.op.issuer
+    assert way_back["trail"] == [f"upstream login {origin}", f"upstream consent {origin}"], way_back["trail"]
+    page = way_back["errorPage"]
+    assert page["url"] == setup.callback and page["statusLine"].casefold() == "error 502", page
+    assert page["heading"] == "Login failed", page
+    assert setup.dead not in page["text"] and "Traceback" not in page["text"]
+    assert [p["status"] for p in way_back["porticoPages"] if p["path"].endswith("/callback")] == [502]
+
+    # The whole upstream down: a refresh is an outage (503, retry later), not the end of the grant.
+    setup.op.stop()
+    try:
+        # Twice: the first answer did not use the token up (a reuse would be refused as a replay).
+        for _ in range(2):
             outage = refresh(setup.issuer, logged_in["tokens"]["refresh_token"])
-            assert outage.status_code == 503 and outage.json()["error"] == "temporarily_unavailable"
-            assert http.get(f"{setup.issuer}/healthz").status_code == 200
-        finally:
-            setup.op.start()
-    assert "cannot reach" in setup.server.stderr_text()  # the reason, for the operator
+            assert outage.status_code == 503 and outage.json() == {"error": "temporarily_unavailable"}
+        assert httpx.get(f"{setup.issuer}/healthz", timeout=10).status_code == 200
+    finally:
+        setup.op.start()
+    # Back, but the restart made it forget its grants: now the upstream refuses, and that is final.
+    gone = refresh(setup.issuer, logged_in["tokens"]["refresh_token"])
+    assert gone.status_code == 400 and gone.json()["error"] == "invalid_grant", gone.text
+    stderr = setup.server.stderr_text()
+    assert "cannot reach" in stderr  # the reason, for the operator

@@ -27,7 +27,7 @@ class GitHubUser:
 
 class FakeGitHub:
     def __init__(self, redirect_uri: str) -> None:
-        self.oauth = OAuthServer(redirect_uri, form_unless_json=True)
+        self.oauth = OAuthServer(redirect_uri, form_unless_json=True, github_errors=True)
         self.app = Quart("fake-github")
         self.reset()
         self._routes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from quart import Quart, Response, request
@@ -42,6 +43,12 @@ class FakeGitLab:
     def add(self, user: GitLabUser) -> GitLabUser:
         self.users[user.username] = user
         return user
+
+    def personal_token(self, username: str, scopes: str = "read_user openid") -> str:
+        """A personal access token ("glpat-" and 20 characters), which GitLab also takes as a Bearer token."""
+        token = "glpat-" + secrets.token_urlsafe(15)[:20]
+        self.oauth.access[token] = Grant(user=username, scope=scopes, redirect_uri=None)
+        return token
 
     def _caller(self, *scopes: str) -> tuple[GitLabUser, Grant] | Response:
         self.paths.append(request.path)

@@ -21,6 +21,7 @@ class KeystoneUser:
     email: str = ""
     admin: bool = False
     groups: list[str] = field(default_factory=list)
+    enabled: bool = True  # a disabled user gets no tokens and shows "enabled": false
 
 
 def unauthorized() -> Response:
@@ -83,6 +84,7 @@ class FakeKeystone:
                 or user is None
                 or user.password != user_spec["password"]
                 or not self._domain_ok(user_spec["domain"])
+                or not user.enabled
             ):
                 return unauthorized()
             token = secrets.token_hex(16)
@@ -117,7 +119,7 @@ class FakeKeystone:
                         "name": found.name,
                         "email": found.email or None,
                         "domain_id": DOMAIN_ID,
-                        "enabled": True,
+                        "enabled": found.enabled,
                     }
                 }
             )

@@ -29,6 +29,27 @@ class Grant:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# GitHub's token endpoint answers its refusals with HTTP 200 and its own codes (its docs, "Troubleshooting
+# OAuth app access token request errors" and "Refreshing user access tokens"): RFC 6749 code -> GitHub's.
+GITHUB_TOKEN_ERRORS = {
+    "invalid_client": ("incorrect_client_credentials",
+                       "The client_id and/or client_secret passed are incorrect."),
+    "bad_code": ("bad_verification_code", "The code passed is incorrect or expired."),
+    "bad_refresh": ("bad_refresh_token", "The refresh token passed is incorrect or expired."),
+    "redirect_mismatch": ("redirect_uri_mismatch",
+                          "The redirect_uri MUST match the registered callback URL for this application."),
+    "unsupported_grant_type": ("unsupported_grant_type", "The grant type is not supported."),
+}
+# The same refusals as RFC 6749 5.2 has them, with the HTTP status each one comes with.
+RFC_TOKEN_ERRORS = {
+    "invalid_client": ("invalid_client", "", 401),
+    "bad_code": ("invalid_grant", "bad code", 400),
+    "bad_refresh": ("invalid_grant", "bad refresh token", 400),
+    "redirect_mismatch": ("invalid_grant", "redirect_uri", 400),
+    "unsupported_grant_type": ("unsupported_grant_type", "", 400),
+}
+
+
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     import json
 
@@ -51,12 +72,14 @@ class OAuthServer:
         client_secret: str = DEFAULT_CLIENT_SECRET,
         auth_styles: tuple[str, ...] = ("basic", "post"),
         form_unless_json: bool = False,
+        github_errors: bool = False,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uri = redirect_uri
         self.auth_styles = auth_styles
         self.form_unless_json = form_unless_json  # GitHub: form-encoded unless Accept: application/json
+        self.github_errors = github_errors  # GitHub: refusals with HTTP 200 and GitHub's error codes
         self.extra_token_fields: Callable[[Grant], dict[str, Any]] = lambda grant: {}
         self.reset()
 
@@ -123,6 +146,14 @@ class OAuthServer:
             )
         return json_response(body, status)
 
+    def _refuse(self, kind: str) -> Response:
+        if self.github_errors:
+            error, description = GITHUB_TOKEN_ERRORS[kind]
+            return self._answer({"error": error, "error_description": description}, 200)
+        error, description, status = RFC_TOKEN_ERRORS[kind]
+        body = {"error": error, **({"error_description": description} if description else {})}
+        return self._answer(body, status)
+
     def _mint(self, grant: Grant, new_refresh_token: bool = True) -> dict[str, Any]:
         access = secrets.token_urlsafe(16)
         live = Grant(grant.user, grant.scope, grant.redirect_uri, extra=grant.extra)
@@ -144,25 +175,25 @@ class OAuthServer:
         if self.token_failure is not None:
             return Response("upstream trouble", status=self.token_failure)
         if not self._client_ok(form):
-            return self._answer({"error": "invalid_client"}, 401)
+            return self._refuse("invalid_client")
         grant_type = form.get("grant_type")
         if grant_type == "authorization_code":
             grant = self.codes.pop(form.get("code", ""), None)
             if grant is None:
-                return self._answer({"error": "invalid_grant", "error_description": "bad code"}, 400)
+                return self._refuse("bad_code")
             if grant.redirect_uri is not None and form.get("redirect_uri") != grant.redirect_uri:
-                return self._answer({"error": "invalid_grant", "error_description": "redirect_uri"}, 400)
+                return self._refuse("redirect_mismatch")
             return self._answer(self._mint(grant))
         if grant_type == "refresh_token":
             old = form.get("refresh_token", "")
             grant = self.refresh.get(old)
             if grant is None:
-                return self._answer({"error": "invalid_grant", "error_description": "bad refresh token"}, 400)
+                return self._refuse("bad_refresh")
             if self.rotate_refresh_tokens:
                 del self.refresh[old]
             # Without rotation the refresh token stays, and (as Google does) no new one is sent.
             return self._answer(self._mint(grant, new_refresh_token=self.rotate_refresh_tokens))
-        return self._answer({"error": "unsupported_grant_type"}, 400)
+        return self._refuse("unsupported_grant_type")
 
     # The resource side --------------------------------------------------------------------------
 
@@ -176,6 +207,12 @@ class OAuthServer:
         if grant is None or (grant.expires_at is not None and time.time() >= grant.expires_at):
             return None
         return grant
+
+    def revoke(self, user: str) -> None:
+        """The user revoked the app, or was removed or disabled upstream: every token of theirs is void
+        (the API answers 401, the token endpoint refuses the refresh token)."""
+        self.access = {token: grant for token, grant in self.access.items() if grant.user != user}
+        self.refresh = {token: grant for token, grant in self.refresh.items() if grant.user != user}
 
     def expire_access_tokens(self) -> None:
         for grant in self.access.values():

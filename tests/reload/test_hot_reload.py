@@ -14,6 +14,8 @@ import pytest
 import yaml
 from adminutil import Server, base_config, client_entry, start_server, wait_for
 
+from appliance.admin.watch import QUIET_S
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -131,6 +133,7 @@ def test_burst_of_20_writes_is_one_reload_of_the_final_content(tmp_path: Path) -
         before = len(_applied(server))
         # Rendered up front: the burst itself is 20 plain writes, as fast as a tool that rewrites a file.
         texts = [yaml.safe_dump(_with_clients(server.port, f"burst{i}"), sort_keys=False) for i in range(20)]
+        time.sleep(QUIET_S + 0.5)  # the watcher's own start-up check is behind us
         for text in texts:
             server.write_config(text)
             time.sleep(0.005)

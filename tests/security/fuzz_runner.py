@@ -28,6 +28,7 @@ from security_support import (
 from web_harness import Harness, location, path_and_query
 
 from appliance.oidc.sessions import cookie_name
+from appliance.web import csrf
 
 # Examples per endpoint; FUZZ_EXAMPLES raises it for a longer hunt (e.g. 2000).
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
@@ -69,7 +70,10 @@ async def _live_values(h: Harness, with_session: bool) -> dict[str, str]:
     live = {"auth_state": query_of(location(start))["state"],
             "approval_req": query_of(location(approval))["req"], "code": code,
             "refresh": grant["refresh_token"], "access": grant["access_token"], "id_token": grant["id_token"],
-            "device_code": pending["device_code"], "user_code": pending["user_code"], "csrf": "C" * 43}
+            "device_code": pending["device_code"], "user_code": pending["user_code"],
+            # The forms' token for this CSRF cookie without a session (with the live session's cookie
+            # sent too, the token no longer matches: those requests stop at the CSRF check).
+            "csrf_cookie": "C" * 43, "csrf": csrf.token_for("C" * 43)}
     return {**live, "session": session} if with_session else live
 
 

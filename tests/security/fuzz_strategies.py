@@ -138,10 +138,10 @@ def _values(live_values: tuple[str, ...]) -> st.SearchStrategy[str]:
 
 
 @functools.cache
-def cookies(csrf_token: str, session: str = "") -> st.SearchStrategy[str | None]:
-    """A Cookie header: none, garbage, a planted session, a CSRF cookie matching `csrf_token`, and (when
-    given) a live session's cookie, alone or with the CSRF one."""
-    matching = st.just(f"portico_csrf={csrf_token}")
+def cookies(csrf_cookie: str, session: str = "") -> st.SearchStrategy[str | None]:
+    """A Cookie header: none, garbage, a planted session, the CSRF cookie the forms' token is for, and
+    (when given) a live session's cookie, alone or with the CSRF one."""
+    matching = st.just(f"portico_csrf={csrf_cookie}")
     options = [
         st.none(), matching, matching, _COOKIE_TEXT.map(lambda text: f"portico_session={text}"),
         _COOKIE_TEXT.map(lambda text: f"portico_csrf={text}"),
@@ -149,7 +149,7 @@ def cookies(csrf_token: str, session: str = "") -> st.SearchStrategy[str | None]
                          "portico_csrf=" + "A" * 43, "__Host-portico_session=x.y"]),
     ]
     if session:  # half the requests carry the live session
-        both = st.just(f"portico_session={session}; portico_csrf={csrf_token}")
+        both = st.just(f"portico_session={session}; portico_csrf={csrf_cookie}")
         return st.one_of(st.one_of(both, st.just(f"portico_session={session}")), st.one_of(options))
     return st.one_of(options)
 
@@ -234,7 +234,7 @@ def fuzz_request(draw: st.DrawFn, target: Target, live: Live) -> FuzzRequest:
         authorization = "Bearer " + "".join(ch for ch in token if " " <= ch <= "~")
     if authorization is not None:
         headers.append(("Authorization", authorization))
-    cookie = draw(cookies(live["csrf"], live.get("session", "")))
+    cookie = draw(cookies(live["csrf_cookie"], live.get("session", "")))
     if cookie is not None:
         headers.append(("Cookie", cookie))
     if draw(st.integers(0, 9)) == 0:

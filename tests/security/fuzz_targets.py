@@ -12,7 +12,8 @@ from security_support import APP_REDIRECT, DEVICE_GRANT, EXCHANGE_GRANT, SECRETS
 Live = dict[str, str]
 """Real values the fuzzers start from: auth_state (an unfinished password login), approval_req (a request
 awaiting approval), code (a spent code), refresh/access/id_token (the decoy grant it issued), device_code
-and user_code (a pending device login), csrf (the token of the CSRF cookie the strategies may send)."""
+and user_code (a pending device login), csrf_cookie (the CSRF cookie the strategies may send) and csrf
+(the forms' token for it)."""
 Pairs = list[tuple[str, str]]
 
 AUTH_PARAMS = (
@@ -110,6 +111,9 @@ TARGETS: tuple[Target, ...] = (
            template=lambda live: [("state", live["auth_state"])], segments=("mock", "local")),
     Target("approval", ("GET", "POST"), "/approval", ("req", "hmac", "approval", "csrf_token", "remember"),
            template=_approval),
+    Target("mfa-totp", ("GET", "POST"), "/mfa/totp", ("req", "hmac", "code", "action", "csrf_token"),
+           template=lambda live: [("req", live["auth_state"]), ("hmac", "AAAA"), ("code", "123456"),
+                                  ("action", "verify"), ("csrf_token", live["csrf"])]),
     Target("introspect", ("POST",), "/token/introspect", _CLIENT_FIELDS, json=True, auth=(APP_BASIC,),
            template=lambda live: [("token", live["access"]), ("token_type_hint", "access_token")]),
     Target("userinfo", ("GET", "POST"), "/userinfo", ("access_token", "schema"), json=True,
@@ -125,6 +129,7 @@ TARGETS: tuple[Target, ...] = (
            template=lambda live: [("user_code", live["user_code"]), ("csrf_token", live["csrf"])]),
     Target("logout", ("GET", "POST"), "/logout", ("id_token_hint", "post_logout_redirect_uri", "state",
                                                   "client_id", "csrf_token"), template=_logout),
+    Target("logout-callback", ("GET",), "/logout/callback", ("state", "error")),
     Target("healthz", ("GET",), "/healthz"),
     Target("static", ("GET",), "/static/{seg}", ("v",), segments=("css/portico.css", "img/favicon.svg")),
     Target("theme", ("GET",), "/theme/{seg}", ("v",), segments=("theme.css",)),

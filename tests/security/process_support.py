@@ -13,6 +13,8 @@ import httpx
 from e2e_support import FormLogin
 from security_support import ADMIN_PASSWORD, APP_REDIRECT, COLLECTIONS, client_auth, query_of
 
+from appliance.web import csrf
+
 
 def sqlite_ids(path: Path) -> dict[str, set[str]]:
     """The ids in each kind's table of a server's SQLite file (read while it runs: WAL allows it)."""
@@ -114,5 +116,6 @@ class ProcessFlow:
             "approval_req": query_of(approval.headers["location"])["req"], "code": code,
             "refresh": grant["refresh_token"], "access": grant["access_token"], "id_token": grant["id_token"],
             "device_code": device.json()["device_code"], "user_code": device.json()["user_code"],
-            "csrf": "C" * 43,
+            # The forms' token for this CSRF cookie, without a session (see fuzz_runner._live_values).
+            "csrf_cookie": "C" * 43, "csrf": csrf.token_for("C" * 43),
         }

@@ -78,6 +78,14 @@ def security_config(
             ],
             "grantTypes": GRANT_TYPES,
         },
+        # The fuzzers, the load and the crash test send from one address as fast as they can, and
+        # post wrong passwords on purpose: the throttle runs (its code is fuzzed too) but never delays
+        # or locks, and no rate limit answers 429. tests/bruteforce tests the protection itself.
+        "security": {
+            "bruteForce": {"account": {"maxFailures": 0}, "clientIP": {"maxFailures": 0},
+                           "delay": {"initial": "0s", "max": "0s"}},
+            "rateLimits": {"enabled": False},
+        },
         "enablePasswordDB": True,
         "staticPasswords": [
             {

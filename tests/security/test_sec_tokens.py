@@ -41,10 +41,14 @@ async def test_pkce_downgrade_to_plain_is_refused(sec: Harness) -> None:
     # The attacker saw the challenge (it travels in the browser) and offers it as a plain verifier.
     for extra in (
         {"code_verifier": challenge}, {"code_verifier": challenge, "code_challenge_method": "plain"}, {},
-        {"code_verifier": ""}, {"code_verifier": VERIFIER[:-1]}, {"code_verifier": VERIFIER.upper()},
+        {"code_verifier": ""}, {"code_verifier": VERIFIER + "x"}, {"code_verifier": VERIFIER.upper()},
     ):
         response = await redeem(sec, code, **extra)
         assert response.status_code == 400 and await _error(response) == "invalid_grant", extra
+    # A verifier of the wrong shape (RFC 7636 4.1: 43 to 128 unreserved characters) is malformed.
+    for bad in (VERIFIER[:-1], VERIFIER + "!", "v" * 129):
+        response = await redeem(sec, code, code_verifier=bad)
+        assert response.status_code == 400 and await _error(response) == "invalid_request", bad
     good = await redeem(sec, code, code_verifier=VERIFIER)
     assert good.status_code == 200
 

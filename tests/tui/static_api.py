@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from appliance.connectors.schemas import SCHEMAS
 from appliance.tui.data import AdminUnavailable
 
 AT = "2026-03-01T09:30:00+00:00"
@@ -47,23 +48,22 @@ ANSWERS: dict[str, Any] = {
     ],
     "/v1/users": [
         {"email": "admin@example.com", "username": "admin", "user_id": "08a8684b", "groups": ["admins"],
-         "source": "config", "read_only": True},
+         "source": "config", "read_only": True, "totp": True},
         {"email": "jane@example.com", "username": "jane", "user_id": "41b2c7de", "groups": ["dev", "ops"],
-         "source": "storage", "read_only": False},
+         "source": "storage", "read_only": False, "totp": False},
     ],
     "/v1/connectors": [
         {"id": "ldap", "type": "ldap", "name": "Corporate LDAP", "source": "config", "state": "open",
          "message": "", "tested_at": AT, "test_result": "ok: bound as cn=portico", "read_only": True},
         {"id": "github", "type": "github", "name": "GitHub", "source": "storage", "state": "error",
          "message": "clientSecret missing", "tested_at": "", "test_result": "", "read_only": False,
-         "config": {"clientID": "abc", "clientSecret": "********"}},
+         "config": {"clientID": "abc", "redirectURI": "https://auth.example.com/dex/callback",
+                    "orgs": [{"name": "acme", "teams": ["platform", "sre"]}]}, "secrets": ["clientSecret"]},
         {"id": "local", "type": "local", "name": "Email", "source": "builtin", "state": "open",
          "message": "", "tested_at": "", "test_result": "", "read_only": True},
     ],
-    "/v1/connector-types": {"mockPassword": [
-        {"name": "username", "label": "Username", "kind": "text", "required": True, "placeholder": ""},
-        {"name": "password", "label": "Password", "kind": "secret", "required": True, "placeholder": ""}],
-        "mockCallback": []},
+    # The real schemas: the forms are built from them (appliance.connectors.schemas).
+    "/v1/connector-types": {t: s.as_dict() for t, s in sorted(SCHEMAS.items())},
     "/v1/sessions": {
         "refresh_tokens": [
             {"id": "rt7qyzo2mtsbjq", "client_id": "kubernetes", "connector_id": "ldap", "user_id": "jdoe",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import subprocess
 import sys
@@ -14,14 +13,9 @@ from typing import Any
 
 import pytest
 from adminutil import REPO_ROOT, Server, start_server
-from rich.console import Console
-from rich.text import Text
 from static_api import ANSWERS
-from textual.content import Content
-from textual.pilot import Pilot
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Input, Static, TextArea
-from textual.worker import WorkerState
+from textual.widgets import Input, Static, TextArea
+from tuiutil import choose_type, console, fill, notes, rows, select_row, settle, text_of, until
 
 from appliance.admin.client import AdminAPIError, AdminClient
 from appliance.store.models import Claims, OfflineSession, RefreshToken, RefreshTokenRef
@@ -38,58 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("tui"))
     yield running
     running.stop()
-
-
-def console(server: Server, start: str) -> PorticoApp:
-    return PorticoApp(SocketApi(AdminClient(str(server.socket))), start=start)
-
-
-async def settle(pilot: Pilot[Any], limit_s: float = 20.0) -> None:
-    """Let the screen's API calls (worker threads) finish and the UI catch up. An action's worker that
-    waits for a dialog's answer counts as settled while that dialog is shown."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    app = pilot.app
-    while loop.time() < deadline:
-        await pilot.pause(0.05)
-        busy = [w for w in app.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)
-                and not (w.group == "default" and isinstance(app.screen, ModalScreen))]
-        if not busy:
-            await pilot.pause()
-            return
-    raise AssertionError(f"the console did not settle: {list(app.workers)}")
-
-
-def text_of(widget: Static) -> str:
-    """What a Static shows, as plain text (strings, Text or rich renderables such as a Table)."""
-    content = widget.content
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Text | Content):
-        return content.plain
-    console = Console(width=200, record=True, file=io.StringIO())
-    console.print(content)
-    return console.export_text()
-
-
-def rows(app: PorticoApp) -> list[list[str]]:
-    table = app.screen.query_one(DataTable)
-    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
-
-
-def notes(app: PorticoApp) -> list[str]:
-    return [n.message for n in app._notifications]
-
-
-def select_row(app: PorticoApp, key: str) -> None:
-    table = app.screen.query_one(DataTable)
-    table.move_cursor(row=table.get_row_index(key))
-
-
-async def fill(pilot: Pilot[Any], values: dict[str, str]) -> None:
-    for name, value in values.items():
-        pilot.app.screen.query_one(f"#f-{name.replace('.', '--')}", Input).value = value
-    await pilot.pause()
 
 
 async def test_overview_shows_the_server(server: Server) -> None:
@@ -150,13 +92,13 @@ async def test_users_create_groups_password_delete(server: Server) -> None:
                            "groups": "dev, ops"})
         await pilot.press("ctrl+s")
         await settle(pilot)
-        assert ["tui@example.com", "tui", "dev, ops", "storage"] in rows(app)
+        assert ["tui@example.com", "tui", "dev, ops", "storage", "-"] in rows(app)
         select_row(app, "tui@example.com")
         await pilot.press("g")
         await fill(pilot, {"groups": "admins"})
         await pilot.press("ctrl+s")
         await settle(pilot)
-        assert ["tui@example.com", "tui", "admins", "storage"] in rows(app)
+        assert ["tui@example.com", "tui", "admins", "storage", "-"] in rows(app)
         await pilot.press("p")
         await fill(pilot, {"password": "pw two"})
         await pilot.press("ctrl+s")
@@ -173,13 +115,18 @@ async def test_connectors_form_test_and_delete(server: Server) -> None:
         await settle(pilot)
         await pilot.press("n")
         await settle(pilot)
-        await fill(pilot, {"id": "tui-mock", "type": "mockPassword", "name": "TUI Mock"})
-        await pilot.press("ctrl+s")
+        await pilot.press(*"tui-mock")  # typed for real into the focused id field
+        await choose_type(pilot, "mockPassword")
+        # The settings are the type's schema (required keys marked), then the optional test login.
+        labels = [text_of(label) for label in app.screen.query("#config-rows .field-name").results(Static)]
+        assert labels == ["username *", "password *", "username", "password"]
+        await fill(pilot, {"h-name": "TUI Mock", "username": "alice"})
+        await pilot.press("ctrl+s")  # the password is missing: the server says so, under that field
         await settle(pilot)
-        # The second form is built from the type's schema.
-        labels = [text_of(label) for label in app.screen.query(".field-label").results(Static)]
-        assert labels == ["Username *", "Password *"]
-        await fill(pilot, {"username": "alice", "password": "wonder"})
+        error = app.screen.query_one("#e-password", Static)
+        assert "no password supplied" in text_of(error) and not error.has_class("hidden")
+        assert app.screen.query_one("#f-password", Input).has_focus
+        await fill(pilot, {"password": "wonder"})
         await pilot.press("ctrl+s")
         await settle(pilot)
         await pilot.press("enter")
@@ -274,13 +221,25 @@ async def test_audit_tail_and_filter(server: Server) -> None:
         assert any(r[2] == "clients.create" and r[3] == "audit-probe" and r[1].startswith(f"{os.geteuid()}:")
                    for r in rows(app))
         before = len(rows(app))
+        # Live: a new event shows up without a key press, as soon as the server writes it (the tail
+        # call is held by the server until then), well before any polling interval.
         await asyncio.to_thread(admin.delete, "/v1/clients/audit-probe")
-        await asyncio.sleep(2.5)  # the live tail polls every two seconds
-        await settle(pilot)
-        assert len(rows(app)) == before + 1 and rows(app)[-1][2] == "clients.delete"
+        took = await until(pilot, lambda: len(rows(app)) == before + 1)
+        assert rows(app)[-1][2] == "clients.delete" and took < 1.5
         await pilot.press("slash", *"delete audit-probe", "enter")
         await settle(pilot)
         assert [r[2] for r in rows(app)] == ["clients.delete"]
+        assert "filter 'delete audit-probe'" in text_of(app.screen.query_one("#detail", Static))
+        # The filter holds for the live tail too: a matching event appears, another one does not.
+        await asyncio.to_thread(admin.post, "/v1/clients", {"id": "audit-other", "redirect_uris": ["http://x/cb"]})
+        await asyncio.to_thread(admin.post, "/v1/clients", {"id": "audit-probe", "redirect_uris": ["http://x/cb"]})
+        await asyncio.to_thread(admin.delete, "/v1/clients/audit-probe")
+        await until(pilot, lambda: len(rows(app)) == 2)
+        await asyncio.sleep(0.5)  # anything else that was coming would be here by now
+        assert [(r[2], r[3]) for r in rows(app)] == [("clients.delete", "audit-probe")] * 2
+        await pilot.press("slash", "ctrl+u", "enter")  # an empty filter shows everything again
+        await settle(pilot)
+        assert {"audit-other", "audit-probe"} <= {r[3] for r in rows(app)}
 
 
 async def test_clear_error_when_the_server_is_not_running(tmp_path: Path) -> None:

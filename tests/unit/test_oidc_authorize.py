@@ -159,12 +159,13 @@ async def test_request_objects_are_not_supported(deps: Deps) -> None:
 
 
 async def test_pkce_method_defaults_to_plain_and_is_checked(deps: Deps) -> None:
-    req = await az.validate_authorize(deps, deps.snapshot, params(code_challenge="abc"))
-    assert (req.pkce.code_challenge, req.pkce.code_challenge_method) == ("abc", "plain")
-    s256 = await az.validate_authorize(deps, deps.snapshot, params(code_challenge="abc",
+    plain = "p" * 43  # a plain challenge is the verifier itself: 43 to 128 characters (RFC 7636 4.1)
+    req = await az.validate_authorize(deps, deps.snapshot, params(code_challenge=plain))
+    assert (req.pkce.code_challenge, req.pkce.code_challenge_method) == (plain, "plain")
+    s256 = await az.validate_authorize(deps, deps.snapshot, params(code_challenge="E" * 43,
                                                                    code_challenge_method="S256"))
     assert s256.pkce.code_challenge_method == "S256"
-    err = await redirected(deps, code_challenge="abc", code_challenge_method="S512")
+    err = await redirected(deps, code_challenge=plain, code_challenge_method="S512")
     assert err.error.error == "invalid_request"
 
 
@@ -244,7 +245,7 @@ async def test_prompt(deps: Deps) -> None:
 
 
 async def test_store_auth_request(deps: Deps) -> None:
-    req = await az.validate_authorize(deps, deps.snapshot, params(code_challenge="c"))
+    req = await az.validate_authorize(deps, deps.snapshot, params(code_challenge="c" * 43))
     stored = await az.store_auth_request(deps, deps.snapshot, req, "mock")
     again = await deps.storage.auth_requests.get(stored.id)
     assert again == stored

@@ -92,12 +92,16 @@ def new_key(kid: str) -> RSAKey:
 
 
 def client(client_id: str, auth_method: str = "client_secret_basic", secret: str = SECRET,
-           redirect_uri: str = CALLBACK) -> dict[str, Any]:
+           redirect_uri: str = CALLBACK, post_logout_redirect_uri: str = "") -> dict[str, Any]:
+    """A registered client; a Portico upstream-logout callback defaults to the one beside `redirect_uri`
+    (Portico's /callback and /logout/callback share the issuer's path)."""
+    if not post_logout_redirect_uri:
+        post_logout_redirect_uri = redirect_uri.removesuffix("/callback") + "/logout/callback"
     return {
         "client_id": client_id,
         "client_secret": secret,
         "redirect_uris": [redirect_uri],
-        "post_logout_redirect_uris": ["http://127.0.0.1:5556/dex/logout/callback"],
+        "post_logout_redirect_uris": [post_logout_redirect_uri],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "token_endpoint_auth_method": auth_method,
@@ -160,10 +164,13 @@ class UpstreamOP:
     workdir: Path
     port: int = field(default_factory=free_port)
     key: RSAKey = field(default_factory=lambda: new_key("key-a"))
+    # Published beside `key` but never used to sign: the old key during a rollover.
+    retired: list[RSAKey] = field(default_factory=list)
     accounts: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_ACCOUNTS))
     tls: TLSFiles | None = None  # serve HTTPS with this certificate
     # The registered clients; a real Portico on another port needs one with its own callback URL.
     clients: list[dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_CLIENTS))
+    end_session: bool = True  # advertise an end_session_endpoint (RP-Initiated Logout)
     process: subprocess.Popen[bytes] | None = None
     started: bool = False
 
@@ -201,11 +208,13 @@ class UpstreamOP:
         settings = {
             "issuer": self.issuer,
             "port": self.port,
-            "jwks": {"keys": [self.key.as_dict(private=True)]},
+            # oidc-provider signs with the first key of an algorithm and publishes them all.
+            "jwks": {"keys": [k.as_dict(private=True) for k in (self.key, *self.retired)]},
             "clients": self.clients,
             "postOnlyClients": ["portico-post"],
             "accountsFile": str(self.workdir / "accounts.json"),
             "cookieKeys": ["test-cookie-key-one", "test-cookie-key-two"],
+            "endSession": self.end_session,
         }
         if self.tls is not None:
             settings["tls"] = {"cert": str(self.tls.cert), "key": str(self.tls.key)}
@@ -245,11 +254,13 @@ class UpstreamOP:
                 self.process.wait()
         self.process = None
 
-    def restart(self, key: RSAKey | None = None) -> None:
-        """Stop and start again (with `key` as its only signing key); its in-memory grants are lost."""
+    def restart(self, key: RSAKey | None = None, retired: list[RSAKey] | None = None) -> None:
+        """Stop and start again, signing with `key` and also publishing `retired` (default: none);
+        its in-memory grants are lost."""
         self.stop()
         if key is not None:
             self.key = key
+            self.retired = list(retired or [])
         self.start()
 
     def log_tail(self) -> str:

@@ -255,7 +255,8 @@ async def test_token_exchange_errors(env: tuple[Harness, Upstream]) -> None:
     assert (status, err["error"]) == (401, "access_denied")
     status, err = await post_json(web, "/dex/token", {**form, "subject_token_type": "urn:x"}, app_auth())
     assert (status, err["error"]) == (400, "request_not_supported")
-    status, err = await post_json(web, "/dex/token", {**form, "connector_id": "mock"}, app_auth())
+    # A password connector verifies no tokens (mockCallback does, as Dex's: any token is its user).
+    status, err = await post_json(web, "/dex/token", {**form, "connector_id": "local"}, app_auth())
     assert (status, err["error"]) == (400, "invalid_request")
     status, err = await post_json(web, "/dex/token", form, basic("app", "wrong"))
     assert (status, err["error"]) == (401, "invalid_client")

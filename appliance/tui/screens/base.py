@@ -19,7 +19,7 @@ __all__ = ["NAV", "NavBar", "PorticoScreen", "clip", "selected_key"]
 
 NAV = (("1", "overview", "Overview"), ("2", "clients", "Clients"), ("3", "users", "Users"),
        ("4", "connectors", "Connectors"), ("5", "sessions", "Sessions"), ("6", "keys", "Keys"),
-       ("7", "config", "Config"), ("8", "audit", "Audit"))
+       ("7", "config", "Config"), ("8", "audit", "Audit"), ("9", "lockouts", "Lockouts"))
 
 
 class NavBar(Static):

@@ -1,9 +1,8 @@
-"""Connectors: list with health, a real test, and stored connectors created and edited with a form per
-type (validated and tested by the server before it saves them)."""
+"""Connectors: list with health, a real test, and stored connectors created and edited with a form built
+from each type's config schema (validated and tested by the server before it saves them)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from textual import work
@@ -11,21 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from appliance.tui.connectorform import ConnectorForm
 from appliance.tui.dialogs import ConfirmDialog, FormDialog, FormField, MessageDialog
 from appliance.tui.screens.base import PorticoScreen, clip, selected_key
 
-__all__ = ["ConnectorsScreen", "flatten"]
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
+__all__ = ["ConnectorsScreen"]
 
 
 class ConnectorsScreen(PorticoScreen):
@@ -90,53 +79,14 @@ class ConnectorsScreen(PorticoScreen):
                         severity="information" if result["ok"] else "error", timeout=10)
             self.action_refresh()
 
-    async def _config_form(self, title: str, type_: str, current: dict[str, Any]) -> dict[str, Any] | None:
-        forms: dict[str, Any] = await self.api.call("GET", "/v1/connector-types")
-        spec = forms.get(type_)
-        flat = flatten(current)
-        if spec is None:  # a type without a form: its config as JSON
-            form = await self.app.push_screen_wait(FormDialog(title, [
-                FormField("config", "Config (JSON object)", json.dumps(current))]))
-            if form is None:
-                return None
-            try:
-                parsed = json.loads(form["config"] or "{}")
-            except json.JSONDecodeError as exc:
-                self.notify(f"not JSON: {exc}", severity="error")
-                return None
-            return parsed if isinstance(parsed, dict) else None
-        fields = []
-        for f in spec:
-            value = flat.get(f["name"], "")
-            if f["kind"] == "secret":
-                value = ""  # never shown; left empty it stays as stored
-            elif f["kind"] == "bool":
-                value = "true" if value is True else ""
-            elif isinstance(value, list):
-                value = ", ".join(str(v) for v in value)
-            label = f["label"] + (" *" if f["required"] else "")
-            fields.append(FormField(f["name"], label, str(value), f["kind"], f["placeholder"]))
-        return await self.app.push_screen_wait(FormDialog(title, fields, submit="Test and save"))
-
     @work
     async def action_new(self) -> None:
-        forms: dict[str, Any] = await self.api.call("GET", "/v1/connector-types")
-        first = await self.app.push_screen_wait(FormDialog("New connector", [
-            FormField("id", "ID", placeholder="corp-ldap"),
-            FormField("type", f"Type ({', '.join(forms)})", placeholder=next(iter(forms), "")),
-            FormField("name", "Name shown on the login page", placeholder="Corporate LDAP"),
-        ], submit="Next"))
-        if first is None:
+        schemas = await self.call("GET", "/v1/connector-types")
+        if schemas is None:
             return
-        if first["type"] not in forms:
-            self.notify(f"unknown type {first['type']!r}", severity="error")
-            return
-        config = await self._config_form(f"{first['type']} settings for {first['id']}", first["type"], {})
-        if config is None:
-            return
-        created = await self.call("POST", "/v1/connectors", {**first, "config": config})
-        if created is not None:
-            await self.app.push_screen_wait(MessageDialog("Connector saved", created["message"]))
+        saved = await self.app.push_screen_wait(ConnectorForm(self.api, schemas))
+        if saved is not None:
+            await self.app.push_screen_wait(MessageDialog(f"Connector {saved['id']} saved", saved["message"]))
             self.action_refresh()
 
     @work
@@ -147,11 +97,12 @@ class ConnectorsScreen(PorticoScreen):
         if c["read_only"]:
             self.notify(f"{c['id']} is not stored in the database: edit config.yaml", severity="warning")
             return
-        config = await self._config_form(f"Edit {c['id']} ({c['type']})", c["type"], c.get("config") or {})
-        if config is None:
+        schemas = await self.call("GET", "/v1/connector-types")
+        if schemas is None:
             return
-        if await self.call("PATCH", f"/v1/connectors/{c['id']}", {"config": config}) is not None:
-            self.notify(f"{c['id']} tested and saved")
+        saved = await self.app.push_screen_wait(ConnectorForm(self.api, schemas, connector=c))
+        if saved is not None:
+            self.notify(f"{c['id']} tested and saved: {saved['message']}")
             self.action_refresh()
 
     @work

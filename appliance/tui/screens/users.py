@@ -1,4 +1,4 @@
-"""Users of the local password database: create, reset password, set groups, delete."""
+"""Users of the local password database: create, reset password, set groups, reset TOTP, delete."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def _path(email: str, *rest: str) -> str:
 class UsersScreen(PorticoScreen):
     MODE = "users"
     BINDINGS = [Binding("n", "new", "New"), Binding("p", "password", "Password"),
-                Binding("g", "groups", "Groups"), Binding("d", "delete", "Delete"), *PorticoScreen.BINDINGS]
+                Binding("g", "groups", "Groups"), Binding("t", "totp_reset", "Reset 2FA"),
+                Binding("d", "delete", "Delete"), *PorticoScreen.BINDINGS]
 
     def __init__(self) -> None:
         super().__init__()
@@ -37,7 +38,7 @@ class UsersScreen(PorticoScreen):
         yield from self.compose_bottom()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("Email", "Username", "Groups", "From")
+        self.query_one(DataTable).add_columns("Email", "Username", "Groups", "From", "2FA")
         super().on_mount()
 
     async def load(self) -> None:
@@ -47,7 +48,8 @@ class UsersScreen(PorticoScreen):
         table.clear()
         for u in users:
             table.add_row(u["email"], u["username"] or "-", ", ".join(u["groups"]) or "-",
-                          "config (read-only)" if u["read_only"] else "storage", key=u["email"])
+                          "config (read-only)" if u["read_only"] else "storage",
+                          "TOTP" if u.get("totp") else "-", key=u["email"])
 
     def _selected(self, verb: str) -> dict[str, Any] | None:
         u = self._rows.get(selected_key(self.query_one(DataTable)) or "")
@@ -87,6 +89,22 @@ class UsersScreen(PorticoScreen):
         form = await self.app.push_screen_wait(FormDialog(f"Groups of {u['email']}", [
             FormField("groups", "Groups (comma separated)", ", ".join(u["groups"]), "list")]))
         if form is not None and await self.call("PATCH", _path(u["email"]), form) is not None:
+            self.action_refresh()
+
+    @work
+    async def action_totp_reset(self) -> None:
+        # Users from the config file too: their second factor lives in storage, not in the file.
+        u = self._rows.get(selected_key(self.query_one(DataTable)) or "")
+        if u is None:
+            return
+        if not await self.app.push_screen_wait(ConfirmDialog(
+                f"Reset two-factor authentication of {u['email']}? They set it up again at their next login.",
+                yes="Reset")):
+            return
+        result = await self.call("POST", _path(u["email"], "totp", "reset"))
+        if result is not None:
+            self.notify(f"TOTP of {u['email']} reset" if result["reset"]
+                        else f"{u['email']} had no TOTP to reset")
             self.action_refresh()
 
     @work

@@ -316,7 +316,6 @@ def test_dex_known_but_unsupported_keys_are_warnings() -> None:
         ("warning", "telemetry.enableProfiling", 10),
         ("warning", "grpc", 11),
         ("warning", "logger.excludeFields", 14),
-        ("warning", "staticClients[0].mfaChain", 20),
     ]
     assert all(p.message.startswith("not supported by Portico yet, ignored: ") for p in problems)
     assert config.telemetry.enable_profiling is False
