@@ -25,7 +25,7 @@ from appliance.connectors.social_http import (
     oauth_session,
     text,
 )
-from appliance.connectors.social_token import dump_token_data, load_token_data
+from appliance.connectors.social_token import dump_token_data, keeping_renewed, load_token_data
 from appliance.errors import ConnectorError
 
 log = logging.getLogger("portico.connectors.github")
@@ -154,7 +154,8 @@ class GitHubConnector:
         stored = load_token_data(WHO, identity.connector_data)
         async with self._session() as session:
             token, renewed = await session.fresh(stored)
-            refreshed = await self._identity(session, scopes, identity, fresh_login=False)
+            with keeping_renewed(dump_token_data(token, omit_empty=True) if renewed else None):
+                refreshed = await self._identity(session, scopes, identity, fresh_login=False)
         if renewed:
             refreshed = replace(refreshed, connector_data=dump_token_data(token, omit_empty=True))
         return refreshed

@@ -23,7 +23,7 @@ from appliance.connectors.social_http import (
     oauth_session,
     text,
 )
-from appliance.connectors.social_token import UpstreamToken, dump_token_data, load_token_data
+from appliance.connectors.social_token import UpstreamToken, dump_token_data, keeping_renewed, load_token_data
 from appliance.errors import ConnectorError
 
 log = logging.getLogger("portico.connectors.gitlab")
@@ -142,9 +142,10 @@ class GitLabConnector:
             # Dex always renews through the refresh token when it has one (GitLab's tokens live 2 h).
             if stored.refresh_token:
                 token = await session.refresh(stored.refresh_token)
-            else:
-                token = stored
-                session.use(token)
+                with keeping_renewed(dump_token_data(token, ("accessToken", "refreshToken"))):
+                    return await self._identity(session, scopes, token)
+            token = stored
+            session.use(token)
             return await self._identity(session, scopes, token)
 
     async def token_identity(self, subject_token_type: str, subject_token: str) -> Identity:

@@ -25,7 +25,7 @@ from appliance.connectors.social_http import (
     oauth_session,
     text,
 )
-from appliance.connectors.social_token import dump_token_data, load_token_data
+from appliance.connectors.social_token import dump_token_data, keeping_renewed, load_token_data
 from appliance.errors import ConnectorError
 
 log = logging.getLogger("portico.connectors.microsoft")
@@ -162,7 +162,8 @@ class MicrosoftConnector:
         async with oauth_session(WHO, self._app(), self.trust, self.clock) as session:
             extra = await self._assertion() if not stored.usable(self.clock.now()) else {}
             token, renewed = await session.fresh(stored, **extra)
-            refreshed = await self._fill(session, scopes, identity, await self._user(session))
+            with keeping_renewed(dump_token_data(token) if renewed else None):
+                refreshed = await self._fill(session, scopes, identity, await self._user(session))
         if renewed:
             refreshed = replace(refreshed, connector_data=dump_token_data(token))
         return refreshed

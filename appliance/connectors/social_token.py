@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from appliance.connectors.base import UserRefusedError
+from appliance.errors import ConnectorError
 
 # Go's x/oauth2 treats a token as expired this long before its expiry (expiryDelta).
 EXPIRY_DELTA = timedelta(seconds=10)
@@ -138,3 +140,16 @@ def load_oauth2_token(who: str, data: bytes | None) -> UpstreamToken:
     if not token.access_token and not token.refresh_token:
         raise UserRefusedError(f"{who}: no upstream access token found")
     return token
+
+
+@contextmanager
+def keeping_renewed(data: bytes | None) -> Iterator[None]:
+    """After a refresh renewed the upstream token (`data`, as the connector keeps it; None: not renewed),
+    a failure of the calls that follow carries it (ConnectorError.connector_data): an upstream that
+    rotates its refresh tokens has spent the old one, so the retry must start from the new one."""
+    try:
+        yield
+    except ConnectorError as exc:
+        if data is not None and exc.connector_data is None:
+            exc.connector_data = data
+        raise

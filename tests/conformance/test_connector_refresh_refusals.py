@@ -162,10 +162,15 @@ async def test_gitlab(gitlab: tuple[FakeGitLab, FakeServer]) -> None:
     assert await outcome(conn.refresh(OFFLINE, identity)) == "outage"
     fake.oauth.token_failure = None
     fake.failures["/api/v4/user"] = 503
-    refreshed = await outcome(conn.refresh(OFFLINE, identity))
-    assert refreshed == "outage"
+    with pytest.raises(ConnectorError) as failed:
+        await conn.refresh(OFFLINE, identity)
+    assert not isinstance(failed.value, (UserRefusedError, GrantRevokedError))  # an outage
     fake.failures.clear()
-    # The rotated refresh token was spent by the call that hit the 503: GitLab refuses it now.
+    # The rotated refresh token was spent by the call that hit the 503: GitLab refuses it now...
+    assert await outcome(conn.refresh(OFFLINE, identity)) == "refused"
+    # ...but the failure carried the renewed one (the token endpoint keeps it for the retry): it works.
+    renewed = replace(identity, connector_data=failed.value.connector_data)
+    assert failed.value.connector_data and await outcome(conn.refresh(OFFLINE, renewed)) == "ok"
     # A fresh login, then the user is blocked (every token of theirs revoked).
     identity = await social_login(conn, "jdoe")
     fake.oauth.revoke("jdoe")
