@@ -44,13 +44,15 @@ class PorticoScreen(Screen[None]):
 
     MODE = ""
     BINDINGS = [Binding("r", "refresh", "Refresh")]
+    # A screen whose bindings fill the 80-column footer leaves out the "^p palette" hint (ctrl+p works).
+    PALETTE_HINT = True
 
     def compose_top(self) -> ComposeResult:
         yield NavBar(self.MODE)
         yield Static("", id="error", classes="error hidden", markup=False)
 
     def compose_bottom(self) -> ComposeResult:
-        yield Footer()
+        yield Footer(show_command_palette=self.PALETTE_HINT)
 
     @property
     def portico(self) -> PorticoApp:

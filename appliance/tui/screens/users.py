@@ -25,6 +25,7 @@ class UsersScreen(PorticoScreen):
     BINDINGS = [Binding("n", "new", "New"), Binding("p", "password", "Password"),
                 Binding("g", "groups", "Groups"), Binding("t", "totp_reset", "Reset 2FA"),
                 Binding("d", "delete", "Delete"), *PorticoScreen.BINDINGS]
+    PALETTE_HINT = False
 
     def __init__(self) -> None:
         super().__init__()
