@@ -95,6 +95,7 @@ def basic(user: str, password: str) -> str:
 APP_BASIC = basic("app", SECRETS["app"])
 SVC_BASIC = basic("svc", SECRETS["svc"])
 _CLIENT_FIELDS = ("token", "token_type_hint", "client_id", "client_secret")
+_MOCK_LOGIN = frozenset({"browser_sessions"})
 _REVOCATION = frozenset({"revoked_tokens"})  # the spent code replayed revokes its grant
 
 TARGETS: tuple[Target, ...] = (
@@ -105,10 +106,13 @@ TARGETS: tuple[Target, ...] = (
            template=_auth, segments=("local", "mock")),
     Target("auth-login", ("GET", "POST"), "/auth/{seg}/login", ("state", "login", "password", "csrf_token"),
            template=_login, segments=("local",), query_fields=("state",)),
+    # The mock connector vouches for anyone who reaches its callback: a state that names the live request
+    # of the mock login (approval_req, drawn as any live value) is a real login and starts a session.
     Target("callback", ("GET",), "/callback", ("state", "code", "error", "error_description"),
-           template=lambda live: [("state", live["auth_state"]), ("code", "x")]),
+           may_create=_MOCK_LOGIN, template=lambda live: [("state", live["auth_state"]), ("code", "x")]),
     Target("callback-connector", ("GET",), "/callback/{seg}", ("state", "code", "error"),
-           template=lambda live: [("state", live["auth_state"])], segments=("mock", "local")),
+           may_create=_MOCK_LOGIN, template=lambda live: [("state", live["auth_state"])],
+           segments=("mock", "local")),
     Target("approval", ("GET", "POST"), "/approval", ("req", "hmac", "approval", "csrf_token", "remember"),
            template=_approval),
     Target("mfa-totp", ("GET", "POST"), "/mfa/totp", ("req", "hmac", "code", "action", "csrf_token"),
