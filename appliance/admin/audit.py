@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +11,7 @@ from typing import Any
 
 from appliance.store.base import AuditLog
 from appliance.store.models import AuditEvent
-from appliance.store.sql import epoch_micros
+from appliance.store.sql import audit_id
 
 __all__ = ["AuditTrail", "Caller", "audit_id", "redact"]
 
@@ -28,11 +27,6 @@ class Caller:
     pid: int
     uid: int
     gid: int
-
-
-def audit_id(when: datetime) -> str:
-    """Sorts by time (hex microseconds, fixed width), then a random tail for events in the same µs."""
-    return f"{epoch_micros(when):014x}{secrets.token_hex(4)}"
 
 
 def redact(value: Any, key: str = "") -> Any:

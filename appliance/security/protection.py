@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -31,7 +30,7 @@ from appliance.security.throttle import (
 )
 from appliance.store.base import Storage
 from appliance.store.models import AuditEvent, LoginThrottle
-from appliance.store.sql import epoch_micros
+from appliance.store.sql import audit_id
 
 __all__ = ["LIMITS", "LOCKOUT_ACTION", "Protection"]
 
@@ -152,8 +151,7 @@ class Protection:
         if self.on_lockout is not None:
             self.on_lockout(record.kind)
         now = self._clock.now()
-        # The admin audit log's id format (appliance.admin.audit.audit_id): sorts by time.
-        event = AuditEvent(id=f"{epoch_micros(now):014x}{secrets.token_hex(4)}", time=now, uid=os.geteuid(),
+        event = AuditEvent(id=audit_id(now), time=now, uid=os.geteuid(),
                            pid=os.getpid(), gid=os.getegid(), action=LOCKOUT_ACTION, target=record.id,
                            details=details, result="ok")
         try:

@@ -7,6 +7,7 @@ import builtins
 import dataclasses
 import json
 import random
+import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
@@ -72,6 +73,12 @@ def epoch_micros(when: datetime) -> int:
     if when.tzinfo is None:
         raise ValueError("the store keeps timezone-aware datetimes only")
     return (when - _EPOCH) // _ONE_MICROSECOND
+
+
+def audit_id(when: datetime) -> str:
+    """An audit event's id: sorts by time (hex microseconds, fixed width), then a random tail for events
+    in the same µs; pruning by age is one range on it."""
+    return f"{epoch_micros(when):014x}{secrets.token_hex(4)}"
 
 
 async def _backoff(attempt: int) -> None:
@@ -199,7 +206,7 @@ class SQLAuditLog:
 
     async def prune(self, before: datetime) -> int:
         # An event's id starts with its time as 14 hex digits of epoch microseconds
-        # (appliance.admin.audit.audit_id): "older than" is one range on the primary key. Deleted in
+        # (audit_id): "older than" is one range on the primary key. Deleted in
         # batches, so that a first prune of a long history does not hold the database for long.
         cutoff = f"{epoch_micros(before):014x}"
         deleted = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -33,6 +33,10 @@ __all__ = ["ApiRoutes"]
 log = logging.getLogger("portico.web")
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+# MachineCalls.token / .introspect: (snapshot, form, Authorization, scope, header lookup) -> the answer
+FormCall = Callable[
+    [Snapshot, Mapping[str, str], str, Mapping[str, Any], HeaderLookup], Awaitable[dict[str, object]]
+]
 
 # The form encodings read here; any other Content-Type (multipart, none, JSON, odd parameters) goes to
 # the app, whose parser decides what it means. Compared lowercased.
@@ -85,22 +89,13 @@ class ApiRoutes:
         if not self._serve_token:
             await self.app(scope, receive, send)
             return
-        snap = self._deps.snapshot
-        form_type, authorization, origin, length = first_headers(
-            scope["headers"], b"content-type", b"authorization", b"origin", b"content-length")
-        body = await self._form_body(scope, receive, send, form_type, length, snap, origin)
-        if body is None:
-            return
-        try:
-            form = form_values(_parse(body))
-            answer = await self._calls.token(snap, form, _text(authorization), scope, _lookup(scope))
-            payload = json.dumps(answer).encode()
-        except Exception as exc:  # rendered as the app's error handler renders it
-            await self._error(scope, send, snap, origin, exc)
-            return
-        await self._json(send, snap, origin, payload)
+        await self._form_endpoint(scope, receive, send, self._calls.token)
 
     async def introspect(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._form_endpoint(scope, receive, send, self._calls.introspect)
+
+    async def _form_endpoint(self, scope: Scope, receive: Receive, send: Send, call: FormCall) -> None:
+        """A POST of a form answered in JSON (/token, /token/introspect), errors as the app renders them."""
         snap = self._deps.snapshot
         form_type, authorization, origin, length = first_headers(
             scope["headers"], b"content-type", b"authorization", b"origin", b"content-length")
@@ -109,9 +104,9 @@ class ApiRoutes:
             return
         try:
             form = form_values(_parse(body))
-            answer = await self._calls.introspect(snap, form, _text(authorization), scope, _lookup(scope))
+            answer = await call(snap, form, _text(authorization), scope, _lookup(scope))
             payload = json.dumps(answer).encode()
-        except Exception as exc:
+        except Exception as exc:  # rendered as the app's error handler renders it
             await self._error(scope, send, snap, origin, exc)
             return
         await self._json(send, snap, origin, payload)
