@@ -21,6 +21,9 @@ from bench.servers import Fixture, Server
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 CODE_SCOPE = "openid email profile groups"
+# The peer's resource (bench/peer/peer.mjs): codes and refresh tokens asked for with it give a JWT access
+# token, signed as Portico's are; without it, an opaque one.
+PEER_RESOURCE = "urn:portico-bench:api"
 OFFLINE_SCOPE = "openid email profile groups offline_access"
 
 
@@ -58,7 +61,7 @@ class Browser:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def _auth_query(self, scope: str, consent: bool) -> str:
+    def _auth_query(self, scope: str, consent: bool, resource: str = "") -> str:
         params = {
             "client_id": self.fixture.client_id,
             "redirect_uri": self.fixture.redirect_uri,
@@ -68,6 +71,8 @@ class Browser:
         }
         if consent and self.server.flavor == "peer":
             params["prompt"] = "consent"
+        if resource:
+            params["resource"] = resource
         return self.server.paths.auth + "?" + urlencode(params)
 
     def _code(self, location: str) -> str | None:
@@ -78,9 +83,9 @@ class Browser:
             raise FlowError(f"{self.server.name}: redirected back without a code: {location}")
         return codes[0]
 
-    async def code(self, scope: str = CODE_SCOPE, offline: bool = False) -> str:
+    async def code(self, scope: str = CODE_SCOPE, offline: bool = False, resource: str = "") -> str:
         """Walk /auth to the redirect back, logging in through the form when there is no session yet."""
-        response = await self.client.get(self._auth_query(scope, offline))
+        response = await self.client.get(self._auth_query(scope, offline, resource))
         for _ in range(10):
             if response.status_code in (302, 303):
                 location = response.headers["location"]
@@ -176,6 +181,10 @@ class Prep:
 
     def __init__(self, server: Server) -> None:
         self.server = server
+        # Codes and refresh tokens for the token workloads: on the peer, for its JWT resource (two
+        # signatures per grant, as on Portico) unless this is the view of its opaque access tokens.
+        same_work = server.flavor == "peer" and not getattr(server, "opaque", False)
+        self.resource = PEER_RESOURCE if same_work else ""
         self.browsers: list[Browser] = []
         self.observed: dict[str, float] = {}  # req/s of the workloads measured so far on this server
 
@@ -196,7 +205,7 @@ class Prep:
         ]
 
         async def run(browser: Browser, n: int) -> list[str]:
-            return [await browser.code() for _ in range(n)]
+            return [await browser.code(resource=self.resource) for _ in range(n)]
 
         results = await asyncio.gather(*(run(b, n) for b, n in zip(browsers, share, strict=True)))
         return [code for part in results for code in part]
@@ -210,7 +219,8 @@ class Prep:
         browsers = await self._ensure(count)
 
         async def one(browser: Browser) -> str:
-            body = await browser.tokens(await browser.code(OFFLINE_SCOPE, offline=True))
+            code = await browser.code(OFFLINE_SCOPE, offline=True, resource=self.resource)
+            body = await browser.tokens(code)
             if "refresh_token" not in body:
                 raise FlowError(f"{self.server.name}: no refresh token with offline_access: {sorted(body)}")
             return body["refresh_token"]

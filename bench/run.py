@@ -33,6 +33,7 @@ from bench.servers import (
     Server,
     free_port,
 )
+from bench.variants import TOKEN_FORMAT_WORKLOADS, PeerOpaqueView, signature_key
 from bench.workloads import BY_NAME, LOGIN_CONNECTIONS, WORKLOADS, Budget, NotSupported, Workload
 
 SERVERS = ("granian", "hypercorn")  # appliance.web.server.SERVERS, without importing the app here
@@ -218,7 +219,7 @@ async def measure(
     if spy is not None:
         await asyncio.to_thread(spy[0].wait, 60)
         profiled = {"profile": profile.summarize_pyspy(spy[1])} if spy[1].is_file() else {}
-    ceiling = report.ceiling(workload.bound, workload.signatures.get(server.flavor, 0), rates)
+    ceiling = report.ceiling(workload.bound, workload.signatures.get(signature_key(server), 0), rates)
     return {
         "supported": True,
         "requests": result.requests,
@@ -236,7 +237,7 @@ async def measure(
         "prepared": plan.prepared,
         "prep_s": round(prep_s, 1),
         "load_average_1m": round(load, 2),
-        "signatures_per_request": workload.signatures.get(server.flavor, 0),
+        "signatures_per_request": workload.signatures.get(signature_key(server), 0),
         "ceiling_rps": round(ceiling, 1) if ceiling else None,
         "of_ceiling": round(result.rps / ceiling, 3) if ceiling else None,
         **profiled,
@@ -282,6 +283,7 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if args.profile:
         peer.profile_dir = workdir / "peer-profiles"
     servers.append(peer)
+    opaque = PeerOpaqueView(peer)
     result: dict[str, Any] = {
         "schema": 1,
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -308,7 +310,7 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
     result["ceilings"] = await asyncio.to_thread(measure_ceilings, args)
     budget = Budget(duration, args.connections, workdir)
-    preps = {s.name: Prep(s) for s in servers}
+    preps = {s.name: Prep(s) for s in [*servers, opaque]}
     result["servers"] = {}
     result["workloads"] = {}
     try:
@@ -336,7 +338,8 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "bound": workload.bound,
                 "reported_separately": workload.separate,
             }
-            for server in servers:
+            measured = [*servers, opaque] if workload.name in TOKEN_FORMAT_WORKLOADS else servers
+            for server in measured:
                 print(f"  {workload.name} on {server.name} …", file=sys.stderr, flush=True)
                 entry[server.name] = await measure(
                     workload,
@@ -350,6 +353,12 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             entry["ratio"] = {
                 s.name: report.ratios(entry[s.name], entry["peer"]) for s in servers if s.flavor == "portico"
             }
+            if opaque.name in entry:
+                entry["ratio_opaque"] = {
+                    s.name: report.ratios(entry[s.name], entry[opaque.name])
+                    for s in servers
+                    if s.flavor == "portico"
+                }
             result["workloads"][workload.name] = entry
         peer_cold = result["servers"]["peer"]
         for server in servers:
@@ -358,6 +367,7 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 k: report.ratio(server_entry[k], peer_cold[k]) for k in ("cold_start_ms", "idle_rss_mb")
             }
     finally:
+        await preps[opaque.name].aclose()
         for server in servers:
             await preps[server.name].aclose()
             server.stop()

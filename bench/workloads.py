@@ -96,6 +96,13 @@ async def _probe(
         )
 
 
+def _token_format_ok(server: Server, answer: dict[str, object]) -> bool:
+    """Portico's and the peer's access tokens are JWTs here (compact JWS: three parts); the peer's
+    opaque view's are not: what the signature count of the workload assumes."""
+    jwt = str(answer.get("access_token", "")).count(".") == 2
+    return jwt != bool(getattr(server, "opaque", False))
+
+
 def _write(budget: Budget, server: Server, name: str, lines: list[str]) -> str:
     path = budget.workdir / f"{server.name}-{name}.txt"
     path.write_text("".join(line + "\n" for line in lines))
@@ -140,7 +147,7 @@ async def _refresh(server: Server, prep: Prep, budget: Budget) -> Plan:
         200,
         headers=headers,
         body=urlencode({"grant_type": "refresh_token", "refresh_token": tokens.pop()}),
-        check=lambda r: "refresh_token" in r.json(),
+        check=lambda r: "refresh_token" in r.json() and _token_format_ok(server, r.json()),
     )
     return Plan(
         Request(
@@ -177,7 +184,7 @@ async def _code(server: Server, prep: Prep, budget: Budget) -> Plan:
         200,
         headers=headers,
         body=body(codes.pop()),
-        check=lambda r: "id_token" in r.json(),
+        check=lambda r: "id_token" in r.json() and _token_format_ok(server, r.json()),
     )
     lines = [Item("", "", body(code)).line() for code in codes]
     return Plan(
@@ -244,9 +251,20 @@ WORKLOADS: list[Workload] = [
         "signing",
         _client_credentials,
     ),
-    Workload("refresh_token", "refresh_token grant, rotated", {"portico": 2, "peer": 1}, "signing", _refresh),
+    # The peer signs an ID token and a JWT access token, as Portico does; its opaque view only the first.
     Workload(
-        "authorization_code", "authorization code exchange", {"portico": 2, "peer": 1}, "signing", _code
+        "refresh_token",
+        "refresh_token grant, rotated",
+        {"portico": 2, "peer": 2, "peer-opaque": 1},
+        "signing",
+        _refresh,
+    ),
+    Workload(
+        "authorization_code",
+        "authorization code exchange",
+        {"portico": 2, "peer": 2, "peer-opaque": 1},
+        "signing",
+        _code,
     ),
     Workload("introspection", "token introspection", {"portico": 0, "peer": 0}, "fastpath", _introspection),
     Workload("userinfo", "userinfo", {"portico": 0, "peer": 0}, "fastpath", _userinfo),

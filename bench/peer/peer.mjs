@@ -16,7 +16,11 @@ import Provider from 'oidc-provider';
 const settings = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const accounts = settings.accounts; // userID -> {email, username, hash, groups}
 const byLogin = new Map(Object.entries(accounts).map(([id, account]) => [account.email, id]));
-// client_credentials tokens are JWTs for this resource, so that grant signs one JWT, as Portico's does.
+// Access tokens for this resource are JWTs: client_credentials always asks for it, so that grant signs
+// one JWT, as Portico's does. An authorization request may name it too (`resource`, RFC 8707): its code
+// and refresh token then give a JWT access token beside the ID token, two signatures per grant, the
+// work Portico does (its access tokens are JWTs, as Dex's). Without it they give an opaque access token,
+// oidc-provider's default, which its userinfo endpoint takes.
 const RESOURCE = 'urn:portico-bench:api';
 
 // oidc-provider's own development adapter is an LRU of 1,000 entries: a benchmark that prepares
@@ -159,7 +163,8 @@ const provider = new Provider(settings.issuer, {
     resourceIndicators: {
       enabled: true,
       defaultResource: (ctx) => (ctx.oidc.params?.grant_type === 'client_credentials' ? RESOURCE : undefined),
-      useGrantedResource: () => false,
+      // A code or refresh token granted for the resource gives its access token for it, unasked.
+      useGrantedResource: () => true,
       getResourceServerInfo: () => ({
         scope: 'api',
         audience: RESOURCE,
@@ -216,6 +221,9 @@ async function grantAll(details, accountId) {
     ? await provider.Grant.find(details.grantId)
     : new provider.Grant({ accountId, clientId: details.params.client_id });
   grant.addOIDCScope(String(details.params.scope || 'openid'));
+  if (details.params.resource === RESOURCE) {
+    grant.addResourceScope(RESOURCE, 'api');
+  }
   return grant.save();
 }
 

@@ -141,3 +141,22 @@ def test_one_worker_per_core_round(
         if record["supported"]:
             _check_figures(record, f"{name} with 2 workers")
             assert record["vs_single_rps"] > 0
+
+
+def test_token_workloads_against_both_peer_token_formats(
+    run: tuple[subprocess.CompletedProcess[str], dict[str, Any], Path],
+) -> None:
+    # The probes checked the format: a JWT access token from the peer ("peer", two signatures per grant,
+    # as Portico) and an opaque one from its default ("peer-opaque", one signature).
+    _, result, out = run
+    for name in ("refresh_token", "authorization_code"):
+        entry = result["workloads"][name]
+        _check_figures(entry["peer-opaque"], f"{name} on peer-opaque")
+        assert entry["peer"]["signatures_per_request"] == 2
+        assert entry["peer-opaque"]["signatures_per_request"] == 1
+        assert entry["ratio_opaque"]["portico"]["rps"] == pytest.approx(
+            entry["portico"]["rps"] / entry["peer-opaque"]["rps"], rel=0.01
+        )
+    for name in ("discovery", "userinfo"):
+        assert "peer-opaque" not in result["workloads"][name]
+    assert "opaque access tokens (one signature per grant)" in (out / "latest.md").read_text()
