@@ -331,6 +331,7 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "cold_start_ms": round(server.cold_start_ms, 1),
                 "first_start_ms": round(server.first_start_ms, 1),
                 "idle_rss_mb": round(server.idle_rss_mb, 1),
+                "rss_after_ui_mb": round(server.rss_after_ui_mb, 1),
             }
         for workload in selected:
             entry: dict[str, Any] = {

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import yaml
@@ -82,6 +83,7 @@ class Server:
         self.cold_start_ms = 0.0
         self.first_start_ms = 0.0
         self.idle_rss_mb = 0.0
+        self.rss_after_ui_mb = 0.0
         self._ready_base = 0
 
     def _paths(self) -> Paths:
@@ -153,7 +155,8 @@ class Server:
 
     def launch(self) -> None:
         """Start for the benchmark: a first start, a restart on the same state (the cold start figure:
-        the first start of Portico also creates its database and signing key), then the idle RSS."""
+        the first start of Portico also creates its database and signing key), then the idle RSS, and
+        the RSS once a first login page was shown (Portico loads its web framework for that page)."""
         self.prepare()
         self.first_start_ms = self.start()
         self.stop()
@@ -161,6 +164,18 @@ class Server:
         httpx.get(self.paths.base + self.paths.discovery, timeout=5.0)
         time.sleep(1.0)
         self.idle_rss_mb = procs.rss_mb(self.pids())
+        self._login_page()
+        time.sleep(1.0)
+        self.rss_after_ui_mb = procs.rss_mb(self.pids())
+
+    def _login_page(self) -> None:
+        """GET /auth as a browser would, following redirects to the login form (no login)."""
+        query = urlencode({"client_id": self.fixture.client_id, "redirect_uri": self.fixture.redirect_uri,
+                           "response_type": "code", "scope": "openid email", "state": "rss"})
+        page = httpx.get(f"{self.paths.base}{self.paths.auth}?{query}", timeout=30.0, follow_redirects=True)
+        if page.status_code != 200 or "password" not in page.text:
+            raise RuntimeError(f"{self.name}: no login page at {page.url} ({page.status_code}): "
+                               f"{page.text[:300]}")
 
     def stop(self) -> None:
         for process in self.processes:

@@ -173,7 +173,11 @@ def _audit_retention(config: Config) -> timedelta | None:
 
 
 async def _check_frontend(config: Config) -> None:
-    """A reload with a broken frontend folder (a template that does not compile) is rejected."""
+    """A custom frontend folder with a template that does not compile stops the start, or rejects the
+    reload. The packaged templates are known good (and the theme is checked with the config): without
+    frontend.dir, Jinja2 is not imported until a page is shown."""
+    if not config.frontend.dir:
+        return
     from appliance.oidc.urls import IssuerURL
     from appliance.web.render import Renderer
 
@@ -196,8 +200,6 @@ async def _start_admin(service: AdminService, connectors: ConnectorService, audi
 
 
 async def _run(config: Config, path: str | None, started: float, admin_socket: str, watch: bool) -> int:
-    from quart import g
-
     from appliance.admin.audit import AuditTrail
     from appliance.admin.connectors import ConnectorService
     from appliance.admin.metrics import Metrics
@@ -206,7 +208,6 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
     from appliance.connectors.registry import default_registry
     from appliance.oidc.deps import Deps
     from appliance.store.open import open_storage, run_gc_forever
-    from appliance.telemetry.context import current_request_id
     from appliance.telemetry.health import Readiness, StorageProbe
     from appliance.telemetry.instrument import (
         CountingTokenEndpoint,
@@ -216,12 +217,12 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
     )
     from appliance.telemetry.listener import TelemetryApp
     from appliance.telemetry.metrics import AdminCollector, Telemetry
-    from appliance.telemetry.middleware import TelemetryMiddleware, TrustedProxies, route_resolver
-    from appliance.web.app import create_app
-    from appliance.web.fastpath import FastPath
+    from appliance.telemetry.middleware import TrustedProxies
+    from appliance.web.public import public_app
 
     dev = path is None
     tls = await _open_tls(config)  # before anything opens: bad TLS files stop the start here
+    await _check_frontend(config)  # so do broken templates (the pages themselves are built on first use)
     clock = SystemClock()
     notifier = Notifier()
     metrics = Metrics()
@@ -266,20 +267,10 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
         deps.protection.on_lockout = telemetry.lockout
         deps.protection.on_rate_limited = telemetry.rate_limit_hit
         reloader.attach(deps)
-        tokens = CountingTokenEndpoint(on_token)
-        app = create_app(deps, token_endpoint=tokens)
-
-        @app.before_request
-        async def adopt_request_id() -> None:
-            # Runs after the app's own tagging: its "[id]" log prefixes and header use the middleware's id.
-            g.request_id = current_request_id()
-
-        # Outermost the middleware (request id, metrics by the app's route patterns), then the fast path
-        # (the documents, /token, introspection, userinfo; with the app's token endpoint), then Quart.
-        public = TelemetryMiddleware(
-            FastPath(app, deps, token_endpoint=tokens), telemetry.http,
-            route_resolver(app.url_map, deps.snapshot.issuer.path),
-            trusted=TrustedProxies(lambda: deps.snapshot.config.web.client_remote_ip.trusted_proxies))
+        # The Quart app is imported and built on the first request the fast path hands it (a login page,
+        # say): a server that only answers tokens, keys and probes never loads it.
+        public = public_app(deps, CountingTokenEndpoint(on_token), telemetry.http,
+                            TrustedProxies(lambda: deps.snapshot.config.web.client_remote_ip.trusted_proxies))
         logging.getLogger("portico.oidc.login").addFilter(login_observer)
 
         shutdown = asyncio.Event()
@@ -339,7 +330,7 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
                                          state=os.path.abspath(str(config.storage.config.get("file", "")))),
                       file=sys.stderr, flush=True)
 
-        apps: list[tuple[ASGIApp, list[Listener]]] = [(public, _listeners(config, tls))]
+        apps: list[tuple[ASGIApp, list[Listener]]] = [(public.asgi, _listeners(config, tls))]
         telemetry_listeners = _telemetry_listeners(config)
         if telemetry_listeners:
             apps.append((TelemetryApp(telemetry.render, readiness), telemetry_listeners))

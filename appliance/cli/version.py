@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-from importlib import metadata
-
 from appliance import __version__
 
 _LIBRARIES = ("quart", "granian", "hypercorn", "joserfc", "cryptography", "bcrypt", "aiosqlite", "asyncpg",
@@ -21,6 +18,10 @@ def _commit() -> str:
 
 
 def version_text() -> str:
+    # Here, not at the top: `portico serve` reads _commit() only, and importlib.metadata costs it ~1 MB.
+    import platform
+    from importlib import metadata
+
     lines = [f"portico {__version__}", f"commit {_commit()}", f"python {platform.python_version()}"]
     for name in _LIBRARIES:
         try:

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import platform
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+# prometheus_client (with the HTTP servers its exposition module imports: ~1.5 MB) is imported when metrics
+# are first read, by a scrape or the admin API, not by a process that counts requests and nothing reads.
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "DURATION_BUCKETS", "SIZE_BUCKETS", "AdminCollector", "AdminCounters", "HTTPStats",
            "Telemetry", "build_labels"]
 
-CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # prometheus_client's CONTENT_TYPE_PLAIN_0_0_4
 # Dex's buckets (.25 … 10 s and 200 … 1500 bytes) with finer ones below and above: a token request takes
 # milliseconds here, and a login page is a few kilobytes. Queries written for Dex work unchanged.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -71,6 +69,12 @@ class HTTPStats:
         series.size_sum += size
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
         # list() copies in one C call, so a scrape in a thread never sees the dict change under it.
         items = list(self._series.items())
         requests = CounterMetricFamily("http_requests_total", "Count of all HTTP requests.",
@@ -107,6 +111,8 @@ class _Counters:
         self.values[labels] = self.values.get(labels, 0) + 1
 
     def family(self) -> Metric:
+        from prometheus_client.metrics_core import CounterMetricFamily
+
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
         for labels, value in list(self.values.items()):
             family.add_metric(list(labels), float(value))
@@ -123,6 +129,8 @@ class _EventCollector:
         self._build = dict(build)
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
         info = GaugeMetricFamily("portico_build_info", "A metric with a constant '1' value labeled by the "
                                  "version, Python version and platform Portico runs with.",
                                  labels=tuple(self._build))
@@ -145,10 +153,13 @@ def build_labels(version: str, commit: str = "") -> dict[str, str]:
 
 
 class Telemetry:
-    """Every metric of one process, in one CollectorRegistry of its own (no global registry)."""
+    """Every metric of one process, in one CollectorRegistry of its own (no global registry), made when
+    the metrics are first read (counting needs none of it)."""
 
     def __init__(self, build: Mapping[str, str], *, process: bool = True) -> None:
-        self.registry = CollectorRegistry()
+        self._registry: CollectorRegistry | None = None
+        self._registry_lock = threading.Lock()  # scrapes render in worker threads
+        self._process = process
         self.http = HTTPStats()
         self.logins = _Counters("portico_logins_total", "Logins by connector and result "
                                 "(success, invalid_credentials).", ("connector", "result"))
@@ -164,18 +175,34 @@ class Telemetry:
         self.rate_limited = _Counters("portico_rate_limited_total", "Requests answered 429 by a rate limit "
                                       "(token, token_client, device_code, login).", ("limit",))
         self._gauges: _Gauges = {}
-        self._own: list[Collector] = [self.http]
-        self.registry.register(self.http)
         events = _EventCollector((self.logins, self.tokens, self.key_rotations, self.storage_errors,
                                   self.lockouts, self.rate_limited), self._gauges, build)
-        self._own.append(events)
-        self.registry.register(events)
-        if process:
-            # The standard process_*, python_info and python_gc_* series, as Dex exports process_* and go_*.
-            ProcessCollector(registry=self.registry)
-            PlatformCollector(registry=self.registry)
-            GCCollector(registry=self.registry)
+        self._own: list[Collector] = [self.http, events]
         self._extra: list[Collector] = []
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry: our collectors, the process ones, then those registered, in that order."""
+        with self._registry_lock:
+            if self._registry is None:
+                self._registry = self._new_registry()
+            return self._registry
+
+    def _new_registry(self) -> CollectorRegistry:
+        import prometheus_client
+
+        registry = prometheus_client.CollectorRegistry()
+        for collector in self._own:
+            registry.register(collector)
+        if self._process:
+            # The standard process_*, python_info and python_gc_* series, as Dex exports process_* and go_*.
+            # (They read the process when collected: made late, they answer the same.)
+            prometheus_client.ProcessCollector(registry=registry)
+            prometheus_client.PlatformCollector(registry=registry)
+            prometheus_client.GCCollector(registry=registry)
+        for collector in self._extra:
+            registry.register(collector)
+        return registry
 
     # --- events -------------------------------------------------------------------------------------
 
@@ -205,17 +232,23 @@ class Telemetry:
 
     def register(self, collector: Collector) -> None:
         """Another component's collector (e.g. the admin counters), served by /metrics as well."""
-        self.registry.register(collector)
-        self._extra.append(collector)
+        with self._registry_lock:
+            if self._registry is not None:
+                self._registry.register(collector)
+            self._extra.append(collector)
 
     # --- exposition ---------------------------------------------------------------------------------
 
     def render(self) -> bytes:
         """The whole registry in the Prometheus text format 0.0.4 (content type CONTENT_TYPE)."""
+        from prometheus_client.exposition import generate_latest
+
         return generate_latest(self.registry)
 
     def render_without(self, *excluded: Collector) -> str:
         """The registry less some collectors (for an exporter that prints those itself)."""
+        from prometheus_client.exposition import generate_latest
+
         return generate_latest(_Subset(self.registry, excluded)).decode()
 
 
@@ -250,6 +283,8 @@ class AdminCollector:
         self._counters = counters
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
         c = self._counters
         reloads = CounterMetricFamily("portico_config_reloads_total",
                                       "Configuration reload attempts by result.", labels=("result",))

@@ -7,13 +7,13 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from functools import lru_cache
-from typing import Any
-
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.routing import Map, RequestRedirect
+from typing import TYPE_CHECKING, Any
 
 from appliance.telemetry.context import RequestIds, is_sane_request_id, request_id_var
 from appliance.telemetry.metrics import HTTPStats
+
+if TYPE_CHECKING:  # werkzeug comes with the Quart app, which may be built after start (web/lazy.py)
+    from werkzeug.routing import Map
 
 __all__ = ["DEX_VARIABLES", "OTHER", "ASGIApp", "TelemetryMiddleware", "TrustedProxies", "route_resolver"]
 
@@ -36,6 +36,9 @@ def route_resolver(url_map: Map, prefix: str, cache_size: int = 4096,
                    names: Mapping[str, str] = DEX_VARIABLES) -> Callable[[str, str], str]:
     """(method, path) → the route pattern as Dex labels it: "/auth/{connector}", without the issuer's
     path. Matching costs ~20 µs, so answers are cached (bounded, so random paths cannot grow memory)."""
+    from werkzeug.exceptions import HTTPException, MethodNotAllowed
+    from werkzeug.routing import RequestRedirect
+
     adapter = url_map.bind("localhost")
 
     def variable(match: re.Match[str]) -> str:

@@ -13,8 +13,8 @@ from appliance.oidc.deps import Deps
 from appliance.oidc.token import TokenEndpoint
 from appliance.security.ratelimit import RateLimited
 from appliance.telemetry.context import NO_REQUEST, RequestIds, request_id_var
+from appliance.web.headers import SECURITY_HEADERS
 from appliance.web.responses import (
-    SECURITY_HEADERS,
     Pages,
     apply_cors,
     json_response,
@@ -56,7 +56,9 @@ def create_app(deps: Deps, *, token_endpoint: TokenEndpoint | None = None) -> Qu
 
     @app.before_serving
     async def warm_up() -> None:
-        await pages.renderer(deps.snapshot)  # a broken frontend folder fails at start, not per request
+        # The templates are compiled when the app starts (at its build, under `portico serve`: web/lazy.py),
+        # so a broken frontend folder fails its start rather than each request.
+        await pages.renderer(deps.snapshot)
 
     new_request_id = RequestIds()
 

@@ -1,5 +1,5 @@
-"""The bare-ASGI fast path in front of the Quart app: discovery and JWKS from bytes, and the machine
-endpoints (/token, /token/introspect, /userinfo) through the protocol core without the framework."""
+"""The bare-ASGI fast path in front of the Quart app: discovery and JWKS from bytes, the machine endpoints
+(/token, /token/introspect, /userinfo) through the protocol core, and /healthz, without the framework."""
 
 from __future__ import annotations
 
@@ -10,16 +10,22 @@ from appliance.oidc.deps import Deps, Snapshot
 from appliance.oidc.token import TokenEndpoint
 from appliance.web.fastpath_api import ApiRoutes
 from appliance.web.fastpath_headers import JSON, Header, Receive, Scope, Send, cors, finish
+from appliance.web.fastpath_shared import HEALTH_TYPE, health
 from appliance.web.upstream_edge import trusted_header_names
 
 __all__ = ["FastPath"]
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+# The methods a path's route allows (for the Allow header of OPTIONS); None while not known yet (the
+# app not built: see appliance/web/lazy.py), and the OPTIONS request goes to the app.
+AllowedMethods = Callable[[str], "Iterable[str] | None"]
 
 _KEYS_CACHE = b"max-age=600, must-revalidate"
 # Quart's automatic OPTIONS answer: an empty text/html body with an Allow header.
 _OPTIONS_TYPE = b"text/html; charset=utf-8"
-# Quart's defaults, used when the app is not a Quart app (tests wrap it).
+_HEALTH_TYPE = HEALTH_TYPE.encode()
+# The app's limits (create_app's MAX_CONTENT_LENGTH, Quart's BODY_TIMEOUT), used when the app has no
+# config to read them from: not built yet (a LazyApp) or wrapped (tests). tests/perf checks they agree.
 _MAX_BODY = 64 * 1024
 _BODY_TIMEOUT = 60.0
 
@@ -48,15 +54,19 @@ class FastPath:
     """Wraps the Quart app and answers, without it, the requests that make up almost all of an IdP's
     traffic, exactly as its routes would (status, headers in order, body; tests/perf compares both):
 
-    - GET discovery and GET /keys from precomputed bytes;
+    - GET discovery and GET /keys from precomputed bytes, GET /healthz (Dex's storage check);
     - POST /token (when given the app's `token_endpoint`), POST /token/introspect, GET and POST
       /userinfo, through the same protocol calls as the routes (appliance/web/fastpath_shared.py);
-    - OPTIONS on all of them (Quart's automatic answer, CORS preflights included).
+    - OPTIONS on all of them (Quart's automatic answer, CORS preflights included) once the methods of
+      their routes are known (`allowed_methods`, or the app's url_map).
 
     Everything else goes to the app: other paths and methods (HEAD, a 405), requests carrying a header
     an authproxy connector trusts (the app strips those first), and whatever the handlers leave to it
     (a body that is not form-encoded or is too large, keys not loaded yet). `api=False` serves the two
-    documents only.
+    documents and /healthz only.
+
+    The app may be a LazyApp (appliance/web/lazy.py): then only what is handed to it builds it, and a
+    server that answered nothing else never imports Quart.
 
     The snapshot is read per request, so a reload applies at once; the JWKS is read per request from
     the key manager, so a rotation does too. Request ids, metrics and the X-Request-Id header are the
@@ -64,7 +74,7 @@ class FastPath:
     """
 
     def __init__(self, app: Callable[[Any, Any, Any], Awaitable[None]], deps: Deps,
-                 allowed_methods: Callable[[str], Iterable[str]] | None = None, *,
+                 allowed_methods: AllowedMethods | None = None, *,
                  token_endpoint: TokenEndpoint | None = None, api: bool = True) -> None:
         self.app = app
         self._deps = deps
@@ -81,6 +91,7 @@ class FastPath:
         self._routes: dict[str, dict[str, Handler]] = {
             self._discovery_path: {"GET": self._document},
             self._keys_path: {"GET": self._document},
+            prefix + "/healthz": {"GET": self._health},
         }
         if api:
             self._routes[prefix + "/token"] = {"POST": api_routes.token}
@@ -92,10 +103,13 @@ class FastPath:
         if allowed_methods is None and url_map is not None:
             allowed_methods = url_map.bind("localhost").allowed_methods
         self._proxy_headers: tuple[Snapshot | None, frozenset[bytes]] = (None, frozenset())
-        self._allow: dict[str, bytes | None] = {}
-        for path in self._routes:
-            methods = list(allowed_methods(path)) if allowed_methods is not None else []
-            self._allow[path] = ", ".join(methods).encode() if methods else None
+        self._allowed_methods = allowed_methods
+        self._allow: dict[str, bytes | None] = {}  # filled per path once its methods are known
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """The paths answered here (for some methods): their routes are fixed, whatever the app."""
+        return frozenset(self._routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -122,7 +136,7 @@ class FastPath:
     async def _options(self, scope: Scope, send: Send) -> bool:
         """Quart's automatic OPTIONS answer (with the CORS preflight headers); False to leave it to
         the app (a header value that is not UTF-8, no route methods known)."""
-        allow = self._allow[scope["path"]]
+        allow = self._allow_header(scope["path"])
         origin_text, request_method, _ = _origin(scope["headers"])
         if allow is None or origin_text is None:
             return False
@@ -136,6 +150,29 @@ class FastPath:
         await send({"type": "http.response.body", "body": b"", "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return True
+
+    def _allow_header(self, path: str) -> bytes | None:
+        if path in self._allow:
+            return self._allow[path]
+        methods = self._allowed_methods(path) if self._allowed_methods is not None else []
+        if methods is None:
+            return None  # not known yet: the app answers, and is built for it
+        listed = list(methods)
+        self._allow[path] = ", ".join(listed).encode() if listed else None
+        return self._allow[path]
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dex's GET /healthz, as the app's route answers it (no CORS: it is not a cross-origin endpoint)."""
+        _, _, has_body = _origin(scope["headers"])
+        if has_body:  # the app reads and drops it first
+            await self.app(scope, receive, send)
+            return
+        status, text = await health(self._deps)
+        body = text.encode()
+        headers = finish([(b"content-type", _HEALTH_TYPE), (b"content-length", str(len(body)).encode())],
+                         self._deps.snapshot)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _document(self, scope: Scope, receive: Receive, send: Send) -> None:
         snap = self._deps.snapshot

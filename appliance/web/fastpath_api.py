@@ -20,12 +20,11 @@ from appliance.web.fastpath_headers import (
     Scope,
     Send,
     cors,
-    finish,
     first_headers,
     json_headers,
 )
 from appliance.web.fastpath_shared import HeaderLookup, MachineCalls, form_values
-from appliance.web.responses import json_response, oauth_error_response
+from appliance.web.headers import oauth_error_headers
 
 __all__ = ["ApiRoutes"]
 
@@ -68,7 +67,8 @@ class ApiRoutes:
     """The three endpoints as ASGI handlers. Each handles what the Quart route handles the common way
     (a form-encoded body within the app's size limit) and hands anything else to the app before
     reading or deciding anything: other body encodings, bodies over the limit, methods it does not
-    serve. Errors are rendered with the app's own response functions and logged with its lines.
+    serve. Errors carry what the app's error responses carry (appliance/web/headers.py has what both
+    add) and are logged with its lines.
 
     `max_body` and `body_timeout` are the app's MAX_CONTENT_LENGTH and BODY_TIMEOUT: a body over the
     limit goes to the app (which answers 413), one that does not arrive in time is answered 408.
@@ -146,8 +146,7 @@ class ApiRoutes:
             body = await self._receive_body(receive, messages)
         except _TimedOut:
             # Quart's RequestTimeout, through the app's error handler: 408 {"error": "invalid_request"}.
-            await self._send_response(send, snap, origin, json_response({"error": "invalid_request"}, 408,
-                                                                         no_store=True))
+            await self._json(send, snap, origin, _dumps({"error": "invalid_request"}), 408)
             return None
         if body is None:
             if messages and messages[-1]["type"] == "http.disconnect":
@@ -195,42 +194,37 @@ class ApiRoutes:
 
     # --- answers -------------------------------------------------------------------------------------
 
-    async def _json(self, send: Send, snap: Snapshot, origin: bytes | None, body: bytes) -> None:
-        """`json_response(answer, no_store=True)` of the JSON `body` (json.dumps with its defaults)."""
-        headers = json_headers(body, snap)
+    async def _json(self, send: Send, snap: Snapshot, origin: bytes | None, body: bytes, status: int = 200,
+                    extra: list[tuple[str, str]] | None = None) -> None:
+        """`json_response(answer, status, no_store=True)` of the JSON `body` (json.dumps with its
+        defaults), with the `extra` headers set on it, after the app's after_request."""
+        headers = json_headers(body, snap, extra or ())
         origin_text = _text(origin)
         if origin_text and snap.config.web.allowed_origins:
             headers += cors(snap, origin_text, False)
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _error(self, scope: Scope, send: Send, snap: Snapshot, origin: bytes | None,
                      exc: Exception) -> None:
-        """The app's errorhandler for the JSON endpoints, line for line."""
+        """The app's errorhandler for the JSON endpoints, line for line (oauth_error_response and
+        json_response of appliance/web/responses.py, without building a Quart response)."""
         rid = current_request_id()
         path = scope["path"]
         if isinstance(exc, OAuthError):
             log.info("[%s] %s: %s %s", rid, path, exc.error, exc.description)
-            response = oauth_error_response(exc)
-        elif isinstance(exc, ConnectorError):
+            await self._json(send, snap, origin, _dumps(exc.as_dict()), exc.status, oauth_error_headers(exc))
+            return
+        if isinstance(exc, ConnectorError):
             log.warning("[%s] %s: connector failed: %s", rid, path, exc)
-            response = json_response({"error": "server_error"}, 502, no_store=True)
-        else:
-            log.exception("[%s] %s: internal error", rid, path, exc_info=exc)
-            response = json_response({"error": "server_error"}, 500, no_store=True)
-        await self._send_response(send, snap, origin, response)
+            await self._json(send, snap, origin, _dumps({"error": "server_error"}), 502)
+            return
+        log.exception("[%s] %s: internal error", rid, path, exc_info=exc)
+        await self._json(send, snap, origin, _dumps({"error": "server_error"}), 500)
 
-    async def _send_response(self, send: Send, snap: Snapshot, origin: bytes | None, response: Any) -> None:
-        """A Quart response built by the app's helpers, with the after_request headers."""
-        # quart.utils.encode_headers, then the after_request headers.
-        headers = finish([(key.lower().encode(), value.encode()) for key, value in response.headers.items()],
-                         snap)
-        origin_text = _text(origin)
-        if origin_text and snap.config.web.allowed_origins:
-            headers += cors(snap, origin_text, False)
-        body = await response.get_data()
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+
+def _dumps(answer: Mapping[str, object]) -> bytes:
+    return json.dumps(answer).encode()
 
 
 def _parse(body: bytes) -> list[tuple[str, str]]:

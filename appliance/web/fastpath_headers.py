@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from appliance.oidc.deps import Snapshot
-from appliance.web.responses import SECURITY_HEADERS
+from appliance.web.headers import SECURITY_HEADERS
 
 __all__ = ["JSON", "NO_STORE", "Header", "Message", "Receive", "Scope", "Send", "cors", "finish",
            "first_headers", "json_headers"]
@@ -64,9 +64,12 @@ def cors(snap: Snapshot, origin: str, preflight: bool) -> list[Header]:
     return out
 
 
-def json_headers(body: bytes, snap: Snapshot) -> list[Header]:
-    """The headers of `json_response(body, no_store=True)` after the app's after_request (before CORS)."""
-    return finish([(b"content-type", JSON), (b"content-length", str(len(body)).encode()), *NO_STORE], snap)
+def json_headers(body: bytes, snap: Snapshot, extra: Iterable[tuple[str, str]] = ()) -> list[Header]:
+    """The headers of `json_response(body, no_store=True)` with `extra` set on it (an OAuth error's), after
+    the app's after_request (before CORS)."""
+    added = [(name.lower().encode(), value.encode()) for name, value in extra]
+    return finish([(b"content-type", JSON), (b"content-length", str(len(body)).encode()), *NO_STORE, *added],
+                  snap)
 
 
 def first_headers(raw: Iterable[Header], *names: bytes) -> list[bytes | None]:

@@ -1,5 +1,5 @@
-"""What the fast path and the Quart routes share at /token, /token/introspect and /userinfo: one value per
-form parameter, and the one call into the protocol core of each endpoint.
+"""What the fast path and the Quart routes share at /token, /token/introspect, /userinfo and /healthz: one
+value per form parameter, and the one call into the protocol core of each endpoint.
 
 Both paths go through these, so whatever a core call needs from the request (the client address the
 token endpoint's limits count, say) is derived in one place for both; tests/perf checks that the two
@@ -8,6 +8,8 @@ paths answer alike.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,8 +20,12 @@ from appliance.oidc.token import TokenEndpoint
 from appliance.oidc.userinfo import userinfo
 from appliance.security.clientip import ClientAddress
 
-__all__ = ["HeaderLookup", "MachineCalls", "form_values"]
+__all__ = ["HEALTH_TYPE", "HeaderLookup", "MachineCalls", "form_values", "health"]
 
+log = logging.getLogger("portico.web")
+
+HEALTH_TIMEOUT = 5.0
+HEALTH_TYPE = "text/plain; charset=utf-8"
 HeaderLookup = Callable[[str], "str | None"]  # a request header by name (case-insensitive), first value
 _SHOWN_NAME = 64  # a repeated parameter is named in the error up to this length
 
@@ -61,3 +67,13 @@ class MachineCalls:
                        header: HeaderLookup) -> dict[str, Any]:
         """GET or POST /userinfo."""
         return await userinfo(self._deps, snap, authorization)
+
+
+async def health(deps: Deps) -> tuple[int, str]:
+    """Dex's GET /healthz as (status, plain text): whether the storage answers a ping in time."""
+    try:
+        await asyncio.wait_for(deps.storage.ping(), HEALTH_TIMEOUT)
+    except Exception:
+        log.exception("health check: the storage does not answer")
+        return 500, "Health check failed."
+    return 200, "Health check passed"

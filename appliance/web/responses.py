@@ -10,26 +10,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from quart import Request, Response, g
 
 from appliance.errors import OAuthError, RedirectError
-from appliance.oidc.challenge import ChallengeError
 from appliance.oidc.deps import Deps, Snapshot
-from appliance.security.ratelimit import RateLimited
 from appliance.web import csrf
+from appliance.web.headers import oauth_error_headers
 from appliance.web.render import LiveRenderer, Renderer
 
 log = logging.getLogger("portico.web")
 
-# Pages load their CSS and images from us only (no CDN in an air-gapped site) and run no script; a
-# configured logo may live elsewhere, hence https: for images. No page may be framed (clickjacking).
-CSP = (
-    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 _HTML = "text/html; charset=utf-8"
 
 
@@ -86,10 +73,8 @@ def json_response(body: object, status: int = 200, *, no_store: bool = False) ->
 def oauth_error_response(exc: OAuthError) -> Response:
     """RFC 6749 5.2 error body; a description only for 4xx (server faults are never described)."""
     response = json_response(exc.as_dict(), exc.status, no_store=True)
-    if isinstance(exc, ChallengeError) and exc.challenge:
-        response.headers["WWW-Authenticate"] = exc.challenge
-    if isinstance(exc, RateLimited):
-        response.headers["Retry-After"] = str(exc.retry_after)
+    for name, value in oauth_error_headers(exc):
+        response.headers[name] = value
     return response
 
 

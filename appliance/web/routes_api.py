@@ -12,12 +12,10 @@ from appliance.keys.errors import KeysNotLoaded
 from appliance.oidc.deps import Deps
 from appliance.oidc.revoke import revoke
 from appliance.oidc.token import TokenEndpoint
-from appliance.web.fastpath_shared import MachineCalls, form_values
+from appliance.web.fastpath_shared import HEALTH_TYPE, MachineCalls, form_values, health
 from appliance.web.responses import Pages, json_response, request_snapshot
 
 log = logging.getLogger("portico.web")
-
-HEALTH_TIMEOUT = 5.0
 
 
 def api_routes(deps: Deps, pages: Pages, token_endpoint: TokenEndpoint) -> Blueprint:
@@ -72,12 +70,8 @@ def api_routes(deps: Deps, pages: Pages, token_endpoint: TokenEndpoint) -> Bluep
 
     @bp.route("/healthz", methods=["GET"])
     async def healthz() -> Response:
-        try:
-            await asyncio.wait_for(deps.storage.ping(), HEALTH_TIMEOUT)
-        except Exception:
-            log.exception("health check: the storage does not answer")
-            return Response("Health check failed.", status=500, content_type="text/plain; charset=utf-8")
-        return Response("Health check passed", content_type="text/plain; charset=utf-8")
+        status, text = await health(deps)
+        return Response(text, status=status, content_type=HEALTH_TYPE)
 
     async def asset(kind: str, path: str) -> Response:
         renderer = await pages.renderer(request_snapshot(deps))

@@ -14,7 +14,8 @@ from appliance.connectors.base import SAMLPost
 from appliance.oidc.deps import Deps, Snapshot
 from appliance.oidc.login import handle_saml_post
 from appliance.store.models import AuthRequest
-from appliance.web.responses import CSP, Pages, request_snapshot
+from appliance.web.headers import CSP
+from appliance.web.responses import Pages, request_snapshot
 from appliance.web.upstream_edge import refusals_shown
 
 # An IdP may post a response of up to saml_xml.MAX_RESPONSE_BYTES (512 KiB) of XML: base64 makes that

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import PorticoError
+from appliance.web.lifespan import ASGI, Lifespan, LifespanError, NoLifespan
 from appliance.web.tls import ServerTLS, StrictTransport, TLSFilesError, TLSSettings
 
 if TYPE_CHECKING:
@@ -268,87 +269,6 @@ async def _serve_hypercorn(app: Any, listeners: list[Listener], shutdown: asynci
 
 # --- HTTPS: Python's ssl under Hypercorn, one lifespan for every listener ----------------------------
 
-Scope = dict[str, Any]
-ASGI = Callable[[Any, Any, Any], Any]
-
-
-LIFESPAN_TIMEOUT = 60.0  # the app's after_serving hooks get this long at shutdown
-
-
-class _Lifespan:
-    """Runs the app's ASGI lifespan once for all listeners (Quart's before_serving/after_serving)."""
-
-    def __init__(self, app: ASGI) -> None:
-        self._app = app
-        self._inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        self._started: asyncio.Future[str] = loop.create_future()  # "" = complete, else why it failed
-        self._stopped: asyncio.Future[None] = loop.create_future()
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-        try:
-            await self._app(scope, self._inbox.get, self._send)
-        except Exception as exc:
-            if not self._started.done():
-                self._started.set_result(f"{type(exc).__name__}: {exc}")
-            else:
-                log.error("the web app's lifespan failed: %r", exc)
-        finally:
-            if not self._started.done():
-                self._started.set_result("the app ended its lifespan before starting")
-            if not self._stopped.done():
-                self._stopped.set_result(None)
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind in ("lifespan.startup.complete", "lifespan.startup.failed") and not self._started.done():
-            self._started.set_result("" if kind.endswith("complete") else
-                                     str(message.get("message") or "lifespan startup failed"))
-        elif kind.startswith("lifespan.shutdown") and not self._stopped.done():
-            if kind.endswith("failed"):
-                log.error("the web app failed to stop cleanly: %s", message.get("message", ""))
-            self._stopped.set_result(None)
-
-    async def startup(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="lifespan")
-        self._inbox.put_nowait({"type": "lifespan.startup"})
-        failure = await self._started
-        if failure:
-            await self.shutdown()
-            raise ServerError(f"the web app failed to start: {failure}")
-
-    async def shutdown(self) -> None:
-        if self._task is None:
-            return
-        if not self._task.done():
-            self._inbox.put_nowait({"type": "lifespan.shutdown"})
-            await asyncio.wait([self._stopped, self._task], timeout=LIFESPAN_TIMEOUT,
-                               return_when=asyncio.FIRST_COMPLETED)
-            self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-
-class _NoLifespan:
-    """The app for the servers when the lifespan runs elsewhere (_Lifespan): answers theirs at once."""
-
-    def __init__(self, app: ASGI) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-
 async def _server_tls(listeners: list[Listener]) -> ServerTLS:
     given = {id(item.tls_context): item.tls_context for item in listeners if item.tls_context is not None}
     settings = {TLSSettings(item.tls_cert, item.tls_key, item.tls_min_version, item.tls_max_version)
@@ -393,14 +313,16 @@ async def _serve_with_tls(app: ASGI, listeners: list[Listener], shutdown: asynci
     plain = [item for item in listeners if not item.tls]
     tls = await _server_tls(secure)
     sockets = _bind(secure)
-    lifespan = _Lifespan(app)
+    lifespan = Lifespan(app)
     try:
         await lifespan.startup()
-    except BaseException:
+    except BaseException as exc:
         for sock in sockets:
             sock.close()
+        if isinstance(exc, LifespanError):
+            raise ServerError(str(exc)) from exc
         raise
-    inner = _NoLifespan(app)
+    inner = NoLifespan(app)
     stop = asyncio.Event()  # the parts stop together: on shutdown, or when one of them fails
     plain_ready = asyncio.Event()
     parts = [asyncio.create_task(_serve_tls(StrictTransport(inner), sockets, tls, stop, graceful_timeout),

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Awaitable
-from typing import Any, Protocol, TypeVar, runtime_checkable
-
-from quart import Quart
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from appliance.connectors.base import UserRefusedError
 from appliance.errors import DisplayedError
 from appliance.oidc.deps import Deps, Snapshot
+
+if TYPE_CHECKING:  # the fast path imports this module, and never needs Quart
+    from quart import Quart
 
 log = logging.getLogger("portico.web.upstream")
 
