@@ -7,13 +7,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from appliance.errors import NotFound
 from appliance.keys.errors import InvalidToken, KeysNotLoaded
 from appliance.oidc.challenge import ChallengeError
 from appliance.oidc.clientauth import authenticate_client, parse_client_credentials
 from appliance.oidc.deps import Deps, Snapshot
-from appliance.oidc.refreshstore import secret_matches
-from appliance.oidc.revocation import claims_revoked, is_revoked_id
+from appliance.oidc.refreshstore import read_steps, secret_matches
+from appliance.oidc.revocation import claims_revoked
 from appliance.oidc.tokens import decode_refresh_token, encode_sub
 from appliance.store.models import NEVER, Client, RefreshToken
 
@@ -40,9 +39,13 @@ async def live_refresh_token(deps: Deps, snap: Snapshot, raw: str) -> RefreshTok
     """The stored refresh token `raw` is the current secret of, if it is still usable."""
     try:
         token_id, secret = decode_refresh_token(raw)
-        token = await deps.storage.refresh_tokens.get(token_id)
-    except (ValueError, NotFound):
+    except ValueError:
         return None
+    # The token and its grant's revocation, read in one trip.
+    read = await deps.storage.run(read_steps(deps.storage, token_id, with_session=False))
+    if read is None:
+        return None
+    token = read.token.value
     if not secret_matches(token.token, secret):
         return None
     now = deps.clock.now()
@@ -51,7 +54,7 @@ async def live_refresh_token(deps: Deps, snap: Snapshot, raw: str) -> RefreshTok
         return None
     if policy.valid_if_not_used_for and now > token.last_used + policy.valid_if_not_used_for:
         return None
-    if await is_revoked_id(deps, token.grant_id):
+    if read.grant_revoked:
         return None
     return token
 

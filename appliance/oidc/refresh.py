@@ -15,15 +15,16 @@ from appliance.oidc.grant import TokenContext
 from appliance.oidc.issue import mint, token_response
 from appliance.oidc.login import claims_of, upstream
 from appliance.oidc.refreshstore import (
+    advance_steps,
     current_from_obsolete,
-    offline_connector_data,
+    read_steps,
     refresh_expiry,
     revoke_refresh_token,
     rotated_secret,
     secret_matches,
     touch_offline_session,
 )
-from appliance.oidc.revocation import is_revoked_id, revoke_grant
+from appliance.oidc.revocation import revoke_grant
 from appliance.oidc.tokens import decode_refresh_token, encode_refresh_token
 from appliance.store.models import Claims, RefreshToken
 
@@ -74,10 +75,11 @@ class RefreshTokenGrant:
         except ValueError:
             raise OAuthError("invalid_grant", _INVALID) from None
         storage = ctx.deps.storage
-        try:
-            token = await storage.refresh_tokens.get(token_id)
-        except NotFound:
-            raise OAuthError("invalid_grant", _INVALID) from None
+        # One trip for everything a use reads (the token, its grant's revocation, its offline session).
+        read = await storage.run(read_steps(storage, token_id, with_session=True))
+        if read is None:
+            raise OAuthError("invalid_grant", _INVALID)
+        token = read.token.value
         if token.client_id != ctx.client.id:
             log.warning("client %s presented a refresh token of client %s", ctx.client.id, token.client_id)
             raise OAuthError("invalid_grant", _INVALID)
@@ -102,7 +104,7 @@ class RefreshTokenGrant:
             handed_secret = current
         if _expired(token, ctx, now):
             raise OAuthError("invalid_grant", "Refresh token expired.")
-        if await is_revoked_id(ctx.deps, token.grant_id):
+        if read.grant_revoked:
             # Its authorization code was replayed after it was issued.
             await revoke_refresh_token(ctx.deps, token)
             raise OAuthError("invalid_grant", _INVALID)
@@ -114,7 +116,7 @@ class RefreshTokenGrant:
         claims = token.claims
         if not in_reuse_window:
             # A real use: re-check the user upstream, then advance the stored token (compare-and-swap).
-            connector_data = await offline_connector_data(ctx.deps, token)
+            connector_data = read.connector_data()
             fresh = _identity(claims, connector_data)
             if isinstance(conn.instance, RefreshConnector):
                 try:
@@ -153,12 +155,13 @@ class RefreshTokenGrant:
                     connector_data=None,  # kept on the offline session
                 )
 
+            new_data = fresh.connector_data if fresh.connector_data != connector_data else None
+            # One transaction for the token and its offline session; the token's write expects the
+            # version read above, so a secret used since (or a token revoked since) fails it here.
             try:
-                token = await storage.refresh_tokens.update(token.id, advance)
+                token = await storage.run(advance_steps(storage, read, advance, now, new_data), write=True)
             except (_Claimed, NotFound):
                 raise OAuthError("invalid_grant", _INVALID) from None
-            new_data = fresh.connector_data if fresh.connector_data != connector_data else None
-            await touch_offline_session(ctx.deps, token, now, new_data)
 
         minted = await mint(
             ctx.deps, ctx.snap, client_id=ctx.client.id, claims=claims, connector_id=token.connector_id,

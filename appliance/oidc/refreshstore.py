@@ -6,7 +6,8 @@ import base64
 import hashlib
 import hmac
 import logging
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from appliance.config.schema import RefreshTokenExpiry
@@ -14,6 +15,7 @@ from appliance.errors import AlreadyExists, NotFound
 from appliance.ids import new_id, new_secret
 from appliance.oidc.deps import Deps, Snapshot
 from appliance.oidc.tokens import encode_refresh_token
+from appliance.store.base import Steps, Storage, Versioned
 from appliance.store.models import (
     NEVER,
     Claims,
@@ -98,6 +100,35 @@ def refresh_expiry(policy: RefreshTokenExpiry, created_at: datetime, last_used: 
     return min(limits) if limits else NEVER
 
 
+def new_refresh_token(
+    deps: Deps,
+    *,
+    client_id: str,
+    connector_id: str,
+    claims: Claims,
+    scopes: tuple[str, ...],
+    nonce: str,
+    grant_id: str = "",
+    auth_time: datetime | None = None,
+    session_id: str = "",
+    snap: Snapshot | None = None,
+) -> tuple[RefreshToken, str]:
+    """A new refresh token, not stored yet (create_steps stores it), and its wire form."""
+    now = deps.clock.now()
+    secret = new_secret()
+    token = RefreshToken(
+        id=new_id(), token=stored_form(secret), client_id=client_id, connector_id=connector_id,
+        claims=claims, scopes=scopes, created_at=now, last_used=now, nonce=nonce,
+        expiry=refresh_expiry(_policy(deps, snap), now, now), grant_id=grant_id, auth_time=auth_time,
+        session_id=session_id,
+    )
+    return token, encode_refresh_token(token.id, secret)
+
+
+def _policy(deps: Deps, snap: Snapshot | None) -> RefreshTokenExpiry:
+    return (snap or deps.snapshot).config.expiry.refresh_tokens
+
+
 async def create_refresh_token(
     deps: Deps,
     *,
@@ -111,32 +142,29 @@ async def create_refresh_token(
     auth_time: datetime | None = None,
     session_id: str = "",
     snap: Snapshot | None = None,
-    token_id: str = "",
 ) -> str:
     """Store a new refresh token and return its wire form. Unlike Dex, a user keeps one token per
     device: earlier tokens of the same client stay valid (up to MAX_TOKENS_PER_CLIENT). Connector
-    data lives on the offline session. `token_id`: the id to store it under, when the caller chose
-    it beforehand (a new one otherwise)."""
-    now = deps.clock.now()
-    policy = (snap or deps.snapshot).config.expiry.refresh_tokens
-    secret = new_secret()
-    token = RefreshToken(
-        id=token_id or new_id(), token=stored_form(secret), client_id=client_id, connector_id=connector_id,
-        claims=claims, scopes=scopes, created_at=now, last_used=now, nonce=nonce,
-        expiry=refresh_expiry(policy, now, now), grant_id=grant_id, auth_time=auth_time,
-        session_id=session_id,
+    data lives on the offline session."""
+    token, wire = new_refresh_token(
+        deps, client_id=client_id, connector_id=connector_id, claims=claims, scopes=scopes, nonce=nonce,
+        grant_id=grant_id, auth_time=auth_time, session_id=session_id, snap=snap,
     )
-    await deps.storage.refresh_tokens.create(token)
-    try:
-        await _link(deps, token, connector_data, policy, now)
-    except BaseException:
-        # Never leave a token that no offline session knows of.
-        try:
-            await deps.storage.refresh_tokens.delete(token.id)
-        except NotFound:
-            pass
-        raise
-    return encode_refresh_token(token.id, secret)
+    # One transaction: never a token that no offline session knows of.
+    policy = _policy(deps, snap)
+    await deps.storage.run(create_steps(deps.storage, token, connector_data, policy), write=True)
+    return wire
+
+
+def _session_key(token: RefreshToken) -> str:
+    return offline_session_key(token.claims.user_id, token.connector_id)
+
+
+def create_steps(storage: Storage, token: RefreshToken, connector_data: bytes | None,
+                 policy: RefreshTokenExpiry) -> Steps[None]:
+    """Store the new `token` and reference it from its offline session (for a write run)."""
+    yield from storage.refresh_tokens.steps.create(token)
+    yield from _link(storage, token, connector_data, policy, token.created_at)
 
 
 def _live_refs(session: OfflineSession, client_id: str, policy: RefreshTokenExpiry,
@@ -150,18 +178,19 @@ def _live_refs(session: OfflineSession, client_id: str, policy: RefreshTokenExpi
     return sorted(live, key=lambda item: item.last_used)
 
 
-async def _link(deps: Deps, token: RefreshToken, connector_data: bytes | None, policy: RefreshTokenExpiry,
-                now: datetime) -> None:
+def _link(storage: Storage, token: RefreshToken, connector_data: bytes | None, policy: RefreshTokenExpiry,
+          now: datetime) -> Steps[None]:
     ref = RefreshTokenRef(token.id, token.client_id, token.created_at, token.last_used)
     user_id, conn_id = token.claims.user_id, token.connector_id
-    try:
-        await deps.storage.offline_sessions.create(
-            OfflineSession(user_id, conn_id, {token.id: ref}, connector_data)
-        )
-        return
-    except AlreadyExists:
-        pass
+    sessions = storage.offline_sessions.steps
     key = offline_session_key(user_id, conn_id)
+    found = yield from sessions.find(key)
+    if found is None:
+        try:
+            yield from sessions.create(OfflineSession(user_id, conn_id, {token.id: ref}, connector_data))
+            return
+        except AlreadyExists:
+            pass  # another replica made it since the read (PostgreSQL): add to theirs
     evicted: list[str] = []
 
     def add(old: OfflineSession) -> OfflineSession:
@@ -176,63 +205,104 @@ async def _link(deps: Deps, token: RefreshToken, connector_data: bytes | None, p
         refresh[token.id] = ref
         return replace(old, refresh=refresh, connector_data=connector_data or old.connector_data)
 
-    await deps.storage.offline_sessions.update(key, add)
+    # The session before its tokens: the order every transaction here writes them in, so that two
+    # never wait for each other's row locks (PostgreSQL).
+    yield from sessions.update(key, add, known=found)
     for old_id in evicted:
         try:
-            await deps.storage.refresh_tokens.delete(old_id)
+            yield from storage.refresh_tokens.steps.delete(old_id)
         except NotFound:
             pass
+
+
+def _touch(token_id: str, last_used: datetime,
+           connector_data: bytes | None) -> Callable[[OfflineSession], OfflineSession]:
+    def touch(old: OfflineSession) -> OfflineSession:
+        refresh = {
+            k: replace(v, last_used=last_used) if v.id == token_id else v for k, v in old.refresh.items()
+        }
+        return replace(old, refresh=refresh, connector_data=connector_data or old.connector_data)
+
+    return touch
 
 
 async def touch_offline_session(
     deps: Deps, token: RefreshToken, last_used: datetime, connector_data: bytes | None
 ) -> None:
     """Record a use of `token` on its offline session (best effort: the token is authoritative)."""
-
-    def touch(old: OfflineSession) -> OfflineSession:
-        refresh = {
-            k: replace(v, last_used=last_used) if v.id == token.id else v for k, v in old.refresh.items()
-        }
-        return replace(old, refresh=refresh, connector_data=connector_data or old.connector_data)
-
     try:
         await deps.storage.offline_sessions.update(
-            offline_session_key(token.claims.user_id, token.connector_id), touch
+            _session_key(token), _touch(token.id, last_used, connector_data)
         )
     except NotFound:
         log.warning("refresh token %s has no offline session", token.id)
 
 
-async def offline_connector_data(deps: Deps, token: RefreshToken) -> bytes | None:
-    if token.connector_data:
-        return token.connector_data
-    try:
-        session = await deps.storage.offline_sessions.get(
-            offline_session_key(token.claims.user_id, token.connector_id)
+@dataclass(frozen=True)
+class RefreshRead:
+    """What a use of a refresh token starts from, read in one trip: the token, whether its grant was
+    revoked, and (when asked for) its offline session."""
+
+    token: Versioned[RefreshToken]
+    grant_revoked: bool
+    session: Versioned[OfflineSession] | None = None
+
+    def connector_data(self) -> bytes | None:
+        """The upstream state to refresh from: on the session (older tokens carry their own)."""
+        if self.token.value.connector_data:
+            return self.token.value.connector_data
+        return self.session.value.connector_data if self.session is not None else None
+
+
+def read_steps(storage: Storage, token_id: str, *, with_session: bool) -> Steps[RefreshRead | None]:
+    """The token `token_id` and what goes with it; None when there is no such token."""
+    found = yield from storage.refresh_tokens.steps.find(token_id)
+    if found is None:
+        return None
+    token = found.value
+    revoked = yield from storage.revoked_tokens.steps.present((token.grant_id,) if token.grant_id else ())
+    session = (yield from storage.offline_sessions.steps.find(_session_key(token))) if with_session else None
+    return RefreshRead(found, bool(revoked), session)
+
+
+def advance_steps(storage: Storage, read: RefreshRead, advance: Callable[[RefreshToken], RefreshToken],
+                  last_used: datetime, connector_data: bytes | None) -> Steps[RefreshToken]:
+    """Record a use of the token `read` found: `advance` it (compare-and-swap against the version read;
+    an exception from `advance` rolls the run back) and touch its offline session. For a write run."""
+    token = read.token.value
+    try:  # the session first, as in _link
+        yield from storage.offline_sessions.steps.update(
+            _session_key(token), _touch(token.id, last_used, connector_data), known=read.session
         )
     except NotFound:
-        return None
-    return session.connector_data
+        log.warning("refresh token %s has no offline session", token.id)
+    return (yield from storage.refresh_tokens.steps.update(token.id, advance, known=read.token))
 
 
-async def revoke_refresh_token(deps: Deps, token: RefreshToken) -> None:
+def revoke_steps(storage: Storage, token: RefreshToken) -> Steps[None]:
     """Delete a token and its offline-session reference; the offline session ends with its last token."""
-    key = offline_session_key(token.claims.user_id, token.connector_id)
+    key = _session_key(token)
 
     def unlink(old: OfflineSession) -> OfflineSession:
         refresh = {cid: ref for cid, ref in old.refresh.items() if ref.id != token.id}
         return replace(old, refresh=refresh)
 
+    sessions = storage.offline_sessions.steps
     try:
-        session = await deps.storage.offline_sessions.update(key, unlink)
+        session = yield from sessions.update(key, unlink)
         if not session.refresh:
-            await deps.storage.offline_sessions.delete(key)
+            yield from sessions.delete(key)
     except NotFound:
         pass
     try:
-        await deps.storage.refresh_tokens.delete(token.id)
+        yield from storage.refresh_tokens.steps.delete(token.id)
     except NotFound:
         pass
+
+
+async def revoke_refresh_token(deps: Deps, token: RefreshToken) -> None:
+    """Delete a token and its offline-session reference, in one transaction (revoke_steps)."""
+    await deps.storage.run(revoke_steps(deps.storage, token), write=True)
 
 
 async def list_refresh_tokens(deps: Deps, user_id: str = "", client_id: str = "") -> list[RefreshToken]:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from appliance.errors import AlreadyExists, NotFound
+from appliance.errors import AlreadyExists
 from appliance.oidc.deps import Deps, Snapshot
 from appliance.store.models import RevokedToken
 
@@ -30,22 +30,18 @@ async def revoke_grant(deps: Deps, snap: Snapshot, grant_id: str) -> None:
     await revoke_id(deps, grant_id, deps.clock.now() + snap.config.expiry.id_tokens)
 
 
-async def is_revoked_id(deps: Deps, key: str) -> bool:
-    if not key:
-        return False
-    try:
-        await deps.storage.revoked_tokens.get(key)
-    except NotFound:
-        return False
-    return True
+def _revocation_keys(claims: Mapping[str, Any]) -> tuple[str, ...]:
+    """The records that revoke an access token: its jti, and the grant id the jti starts with."""
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        return ()
+    grant, sep, _ = jti.partition(".")
+    return (jti, grant) if sep and grant else (jti,)
 
 
 async def claims_revoked(deps: Deps, claims: Mapping[str, Any]) -> bool:
-    """Was this access token revoked, itself or through its grant?"""
-    jti = claims.get("jti")
-    if not isinstance(jti, str) or not jti:
+    """Was this access token revoked, itself or through its grant? One statement."""
+    keys = _revocation_keys(claims)
+    if not keys:
         return False
-    grant, sep, _ = jti.partition(".")
-    if await is_revoked_id(deps, jti):
-        return True
-    return bool(sep) and await is_revoked_id(deps, grant)
+    return bool(await deps.storage.run(deps.storage.revoked_tokens.steps.present(keys)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -26,14 +26,52 @@ from appliance.store.models import (
     RevokedToken,
     UserMFA,
 )
+from appliance.store.steps import Steps, Versioned
 
-__all__ = ["AlreadyExists", "AuditLog", "Collection", "ConflictError", "GCResult", "NotFound", "Storage"]
+__all__ = [
+    "AlreadyExists", "AuditLog", "Collection", "CollectionSteps", "ConflictError", "GCResult", "NotFound",
+    "Steps", "Storage", "Versioned",
+]
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+class CollectionSteps(Protocol[T]):
+    """A collection's operations as steps for `Storage.run`, to be combined with `yield from`: several
+    operations, on several collections, cost one trip to the database (and, in a write run, make one
+    transaction). They raise the typed errors the async operations raise; a caller that catches one
+    goes on with the transaction, nothing having been written by the failed step."""
+
+    def find(self, key: str) -> Steps[Versioned[T] | None]:
+        """The object and its version (for a later `update(known=...)`), or None."""
+        ...
+
+    def present(self, keys: Sequence[str]) -> Steps[set[str]]:
+        """Which of `keys` are stored, in one statement."""
+        ...
+
+    def create(self, obj: T) -> Steps[None]:
+        """Store a new object; AlreadyExists if its key is taken."""
+        ...
+
+    def update(self, key: str, updater: Callable[[T], T], *, known: Versioned[T] | None = None) -> Steps[T]:
+        """Compare-and-swap `updater` on the object. With `known` (read earlier) the first write expects
+        that version and reads nothing; when another writer got there first, or without `known`, it reads
+        the current object and applies `updater` to it. In a write run that read holds the row until the
+        commit, so the second write wins. NotFound if the key does not exist; an exception from `updater`
+        propagates. Returns the stored new value."""
+        ...
+
+    def delete(self, key: str) -> Steps[None]:
+        """Remove the object; NotFound if none."""
+        ...
 
 
 class Collection(Protocol[T]):
     """One kind of stored object, addressed by its key."""
+
+    steps: CollectionSteps[T]
 
     async def create(self, obj: T) -> None:
         """Store a new object; AlreadyExists if its key is taken."""
@@ -102,6 +140,13 @@ class Storage(Protocol):
     user_mfa: Collection[UserMFA]  # key: mfa_key(user_id, connector_id)
     login_throttles: Collection[LoginThrottle]  # key: appliance.security.throttle.account_key / ip_key
     audit: AuditLog
+
+    async def run(self, steps: Steps[R], *, write: bool = False) -> R:
+        """Run `steps` (built from the collections' `steps`) in one trip to the database: for SQLite
+        one hop to its thread, for PostgreSQL one pooled connection. With `write`, in one transaction
+        that takes the write lock first: committed when `steps` returns, rolled back (nothing written)
+        when anything raises. Without it, each statement stands alone (reads)."""
+        ...
 
     async def get_keys(self) -> Keys:
         """The key set; an empty Keys() when none was ever stored."""

@@ -6,13 +6,14 @@ import asyncio
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from appliance.errors import PorticoError
 from appliance.store.migrations import apply_pending
 from appliance.store.sql import SQLStorage
+from appliance.store.steps import Rows, Steps, drive_async
 
 __all__ = ["PostgresDatabase", "PostgresSettings", "open_postgres", "parse_postgres_config", "ssl_context"]
 
@@ -22,6 +23,8 @@ _MIGRATION_LOCK = 0x706F727469636F
 # Dex's defaults for database/sql's pool.
 _DEFAULT_MAX_OPEN = 5
 _DEFAULT_IDLE_LIFETIME = 300.0
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,29 @@ class PostgresDatabase:
         self._pool = pool
         self._converted: dict[str, str] = {}
 
-    async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
+    def _pg(self, sql: str) -> str:
         pg_sql = self._converted.get(sql)
         if pg_sql is None:
             pg_sql = self._converted[sql] = to_dollar_params(sql)
-        rows: Sequence[Sequence[Any]] = await self._pool.fetch(pg_sql, *args)
+        return pg_sql
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = await self._pool.fetch(self._pg(sql), *args)
         return rows
+
+    async def run(self, steps: Steps[R], *, write: bool) -> R:
+        # One connection throughout: a network round trip per statement, but no pool traffic between
+        # them, and the transaction's row locks (FOR UPDATE, UPDATE) held until its commit.
+        async with self._pool.acquire() as conn:
+
+            async def execute(sql: str, args: tuple[Any, ...]) -> Rows:
+                rows: Rows = await conn.fetch(self._pg(sql), *args)
+                return rows
+
+            if not write:
+                return await drive_async(execute, steps)
+            async with conn.transaction():
+                return await drive_async(execute, steps)
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")

@@ -14,7 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from appliance.errors import AlreadyExists, ConflictError, NotFound
 from appliance.store import codec
-from appliance.store.base import AuditLog, Collection, GCResult
+from appliance.store.base import AuditLog, Collection, CollectionSteps, GCResult
 from appliance.store.migrations import EXPIRING_TABLES
 from appliance.store.models import (
     AuditEvent,
@@ -37,10 +37,12 @@ from appliance.store.models import (
     mfa_key,
     offline_session_key,
 )
+from appliance.store.steps import Steps, Versioned
 
 __all__ = ["MAX_ATTEMPTS", "Database", "SQLAuditLog", "SQLCollection", "SQLStorage", "epoch_micros"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # How often one update re-reads after losing a compare-and-swap. Each round has a winner, so this
 # only runs out when more than this many writers hammer one row at once.
@@ -62,6 +64,11 @@ class Database(Protocol):
     dialect: str
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]: ...
+
+    async def run(self, steps: Steps[R], *, write: bool) -> R:
+        """Run every statement `steps` yields on one connection, in one transaction taking the write lock
+        first when `write` (see Storage.run)."""
+        ...
 
     async def ping(self) -> None: ...
 
@@ -120,6 +127,10 @@ class SQLCollection(Generic[T]):
             "WHERE id = ? AND version = ? RETURNING id"
         )
         self._sql_delete = f"DELETE FROM {table} WHERE id = ? RETURNING id"  # noqa: S608
+        # SQLite locks the whole database for a write transaction; PostgreSQL needs the row locked.
+        lock = " FOR UPDATE" if db.dialect == "postgres" else ""
+        self._sql_get_locked = self._sql_get_versioned + lock
+        self.steps: CollectionSteps[T] = SQLSteps(self)
 
     def _key(self, key: str) -> str:
         return key if self._normalize is None else self._normalize(key)
@@ -129,6 +140,9 @@ class SQLCollection(Generic[T]):
 
     def _name(self, key: str) -> str:
         return f"{self._table} {key!r}" if self._show_keys else f"an object in {self._table}"
+
+    def _decode(self, data: str) -> T:
+        return codec.from_dict(self._cls, json.loads(data))
 
     async def create(self, obj: T) -> None:
         key = self._key(self._key_of(obj))
@@ -141,7 +155,7 @@ class SQLCollection(Generic[T]):
         rows = await self._db.fetch(self._sql_get, key)
         if not rows:
             raise NotFound(f"{self._name(key)} does not exist")
-        return codec.from_dict(self._cls, json.loads(rows[0][0]))
+        return self._decode(rows[0][0])
 
     async def list(self) -> builtins.list[T]:
         rows = await self._db.fetch(self._sql_list)
@@ -168,7 +182,7 @@ class SQLCollection(Generic[T]):
                     return new
             else:
                 data, version = rows[0]
-                new = self._checked(key, updater(codec.from_dict(self._cls, json.loads(data))))
+                new = self._checked(key, updater(self._decode(data)))
                 written = await self._db.fetch(
                     self._sql_cas, codec.dumps(new), self._expiry(new), key, version
                 )
@@ -186,6 +200,64 @@ class SQLCollection(Generic[T]):
         key = self._key(key)
         if not await self._db.fetch(self._sql_delete, key):
             raise NotFound(f"{self._name(key)} does not exist")
+
+
+class SQLSteps(Generic[T]):
+    """A SQLCollection's operations as steps for `Storage.run` (see CollectionSteps)."""
+
+    def __init__(self, collection: SQLCollection[T]) -> None:
+        self._c = collection
+        self._sql_present: dict[int, str] = {}
+
+    def find(self, key: str) -> Steps[Versioned[T] | None]:
+        c = self._c
+        rows = yield c._sql_get_versioned, (c._key(key),)
+        if not rows:
+            return None
+        data, version = rows[0]
+        return Versioned(c._decode(data), version)
+
+    def present(self, keys: Sequence[str]) -> Steps[set[str]]:
+        wanted = tuple(self._c._key(key) for key in keys)
+        if not wanted:
+            return set()
+        rows = yield self._present_sql(len(wanted)), wanted
+        return {row[0] for row in rows}
+
+    def _present_sql(self, count: int) -> str:
+        sql = self._sql_present.get(count)
+        if sql is None:
+            marks = ", ".join("?" * count)
+            sql = self._sql_present[count] = f"SELECT id FROM {self._c._table} WHERE id IN ({marks})"  # noqa: S608
+        return sql
+
+    def create(self, obj: T) -> Steps[None]:
+        c = self._c
+        key = c._key(c._key_of(obj))
+        if not (yield c._sql_insert, (key, codec.dumps(obj), c._expiry(obj))):
+            raise AlreadyExists(f"{c._name(key)} exists already")
+
+    def update(self, key: str, updater: Callable[[T], T], *, known: Versioned[T] | None = None) -> Steps[T]:
+        c = self._c
+        key = c._key(key)
+        current = known
+        for _ in range(MAX_ATTEMPTS):
+            if current is None:
+                rows = yield c._sql_get_locked, (key,)
+                if not rows:
+                    raise NotFound(f"{c._name(key)} does not exist")
+                current = Versioned(c._decode(rows[0][0]), rows[0][1])
+            new = c._checked(key, updater(current.value))
+            if (yield c._sql_cas, (codec.dumps(new), c._expiry(new), key, current.version)):
+                return new
+            current = None  # another writer got there first: read its value, apply again
+        raise ConflictError(f"{c._name(key)}: gave up after {MAX_ATTEMPTS} conflicting updates")
+
+    def delete(self, key: str) -> Steps[None]:
+        c = self._c
+        key = c._key(key)
+        if not (yield c._sql_delete, (key,)):
+            raise NotFound(f"{c._name(key)} does not exist")
 
 
 class SQLAuditLog:
@@ -260,6 +332,9 @@ class SQLStorage:
             f"DELETE FROM {t} WHERE expiry < ? RETURNING id"  # noqa: S608
             for t in EXPIRING_TABLES
         )
+
+    async def run(self, steps: Steps[R], *, write: bool = False) -> R:
+        return await self.db.run(steps, write=write)
 
     async def get_keys(self) -> Keys:
         try:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
 from appliance.errors import PorticoError
 from appliance.store.migrations import apply_pending
 from appliance.store.sql import SQLStorage
+from appliance.store.steps import Rows, Steps, drive
 
 __all__ = ["MEMORY", "SQLiteDatabase", "open_sqlite"]
 
@@ -22,25 +23,67 @@ _MIN_VERSION = (3, 35, 0)
 # How long a writer waits for another process's write lock before "database is locked".
 _BUSY_TIMEOUT_MS = 10_000
 
+R = TypeVar("R")
+
 
 class SQLiteDatabase:
     """One aiosqlite connection (one worker thread). Statements run in autocommit mode, so each
-    compare-and-swap UPDATE is its own short transaction and other processes see it at once."""
+    compare-and-swap UPDATE is its own short transaction and other processes see it at once; `run`
+    opens an explicit transaction when asked to."""
 
     dialect = "sqlite"
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        # aiosqlite runs anything on its worker thread through this private coroutine (its public
+        # methods are one statement each), and keeps the sqlite3 connection in the private `_conn`.
+        # They are the only way to run several statements, and the Python between them, in one hop
+        # without a thread of our own; tests/conformance/test_batch.py fails if either goes away or
+        # stops running on that thread.
+        self._on_thread = cast(Callable[[Callable[[], Any]], Awaitable[Any]], conn._execute)
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
         # execute_fetchall runs the statement and drains its cursor in one hop to the worker thread.
         return list(await self._conn.execute_fetchall(sql, args))
+
+    async def run(self, steps: Steps[R], *, write: bool) -> R:
+        conn = self._conn
+
+        def work() -> R:
+            # On the worker thread: the only one that may use the sqlite3 connection.
+            raw = conn._conn
+            return _in_transaction(raw, steps) if write else drive(_executor(raw), steps)
+
+        result: R = await self._on_thread(work)
+        return result
 
     async def ping(self) -> None:
         await self._conn.execute_fetchall("SELECT 1")
 
     async def close(self) -> None:
         await self._conn.close()
+
+
+def _executor(raw: sqlite3.Connection) -> Callable[[str, tuple[Any, ...]], Rows]:
+    def execute(sql: str, args: tuple[Any, ...]) -> Rows:
+        return raw.execute(sql, args).fetchall()
+
+    return execute
+
+
+def _in_transaction(raw: sqlite3.Connection, steps: Steps[R]) -> R:
+    # IMMEDIATE takes the write lock before the first read, so that nothing another process commits
+    # can slip in between a read and the write that depends on it; a process holding it makes this
+    # one wait (busy_timeout), as a single write would.
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        result = drive(_executor(raw), steps)
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return result
 
 
 async def open_sqlite(path: str) -> SQLStorage:

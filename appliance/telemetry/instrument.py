@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from appliance.errors import PorticoError
 from appliance.keys.manager import KeyManager
 from appliance.oidc.token import TokenEndpoint
-from appliance.store.base import AuditLog, Collection, GCResult, Storage
+from appliance.store.base import AuditLog, Collection, GCResult, Steps, Storage
 from appliance.store.models import AuditEvent, Keys
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["CountingTokenEndpoint", "InstrumentedKeyManager", "LoginLogObserver", "watch_storage"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 Failed = Callable[[str], None]  # called with the operation's name
 
 
@@ -155,6 +156,15 @@ class _WatchedStorage:
                 self._failed("update_keys")
             raise
 
+    async def run(self, steps: Steps[R], *, write: bool = False) -> R:
+        own: list[BaseException] = []
+        try:
+            return await self._inner.run(_guarded(steps, own), write=write)
+        except Exception as exc:
+            if _storage_failure(exc, own):
+                self._failed("run")
+            raise
+
     async def garbage_collect(self, now: datetime) -> GCResult:
         try:
             return await self._inner.garbage_collect(now)
@@ -176,6 +186,17 @@ class _WatchedStorage:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+def _guarded(steps: Steps[R], own: list[BaseException]) -> Steps[R]:
+    """`steps`, noting what they raise themselves (a failed statement is raised by the driver instead)."""
+    try:
+        return (yield from steps)
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        own.append(exc)
+        raise
 
 
 def watch_storage(inner: Storage, failed: Failed) -> Storage:

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from quart import Quart, Response, g
 
 from appliance.errors import NotFound
+from appliance.store.base import Steps
 from appliance.store.models import Client
 from appliance.store.sqlite import MEMORY, open_sqlite
 from appliance.telemetry.context import current_request_id
@@ -123,6 +124,26 @@ async def test_storage_errors_are_counted_and_typed_answers_are_not() -> None:
             await operation
         assert not isinstance(caught.value, NotFound)
     assert errors == ["get", "list", "ping", "garbage_collect"]
+
+
+async def test_storage_runs_count_database_errors_not_their_own() -> None:
+    errors: list[str] = []
+    database = await open_sqlite(MEMORY)
+    storage = watch_storage(database, errors.append)
+
+    def refusing() -> Steps[None]:
+        yield from storage.clients.steps.find("c1")
+        raise RuntimeError("the work aborts the transaction")
+
+    with pytest.raises(RuntimeError):
+        await storage.run(refusing(), write=True)
+    with pytest.raises(NotFound):
+        await storage.run(storage.clients.steps.delete("missing"), write=True)
+    assert await storage.run(storage.clients.steps.find("c1")) is None and errors == []
+    await database.close()
+    with pytest.raises(Exception) as caught:
+        await storage.run(storage.clients.steps.find("c1"))
+    assert not isinstance(caught.value, NotFound) and errors == ["run"]
 
 
 async def test_probe_times_out_caches_and_shares_one_ping() -> None:
