@@ -27,6 +27,8 @@ _ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
 _MAX_TOKEN_BYTES = 16 * 1024
 _B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _ES256_HALF = 32  # bytes of r and of s in an ES256 signature (RFC 7518 3.4)
+# Tokens whose checked signature a key set remembers (at most ~1 MB of tokens and claims).
+VERIFIED_CACHE_SIZE = 512
 
 
 def _b64encode(data: bytes) -> bytes:
@@ -115,6 +117,13 @@ class LoadedKeys:
     signing: _Entry
     entries: dict[str, _Entry]  # by kid: the signing key first, then the verification keys
     skipped: tuple[str, ...]  # why unusable stored verification keys were left out
+    # Tokens whose signature this key set checked: token -> (kid, claims). A resource server presents
+    # the same access token at introspection or userinfo on every call it serves; the signature of those
+    # exact bytes under this key set is checked once. Expiry (the token's and its key's) is checked on
+    # every call; a key set change builds a new LoadedKeys, and so an empty cache.
+    _verified: dict[str, tuple[str, dict[str, Any]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def parse(cls, keys: Keys) -> LoadedKeys:
@@ -169,6 +178,32 @@ class LoadedKeys:
 
     def verify(self, token: str, now: datetime) -> dict[str, Any]:
         """The claims of a token we signed with a key still in the set; InvalidToken otherwise."""
+        known = self._verified.get(token)
+        if known is None:
+            known = self._check_signature(token)
+            self._remember(token, known)
+        kid, claims = known
+        entry = self.entries[kid]
+        if entry.expiry is not None and entry.expiry <= now:
+            raise InvalidToken("unknown signing key")
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            raise InvalidToken("token has no expiry")
+        if exp <= now.timestamp():
+            raise InvalidToken("token expired")
+        return dict(claims)  # a copy: the cached claims stay as verified
+
+    def _remember(self, token: str, known: tuple[str, dict[str, Any]]) -> None:
+        cache = self._verified
+        while len(cache) >= VERIFIED_CACHE_SIZE:
+            try:  # the oldest goes (dicts keep insertion order); another thread may have taken it
+                del cache[next(iter(cache))]
+            except (KeyError, RuntimeError, StopIteration):
+                break
+        cache[token] = known
+
+    def _check_signature(self, token: str) -> tuple[str, dict[str, Any]]:
+        """(kid, claims) of a well-formed token whose signature a key of this set checks."""
         raw = token.encode("ascii", "replace")
         if len(raw) > _MAX_TOKEN_BYTES:
             raise InvalidToken("token too large")
@@ -188,7 +223,7 @@ class LoadedKeys:
         if not isinstance(kid, str) or not isinstance(alg, str):
             raise InvalidToken("token header lacks kid or alg")
         entry = self.entries.get(kid)
-        if entry is None or (entry.expiry is not None and entry.expiry <= now):
+        if entry is None:
             raise InvalidToken("unknown signing key")
         if alg != entry.alg:
             raise InvalidToken("token algorithm does not match its key")
@@ -200,9 +235,4 @@ class LoadedKeys:
             raise InvalidToken("malformed claims") from err
         if not isinstance(claims, dict):
             raise InvalidToken("malformed claims")
-        exp = claims.get("exp")
-        if isinstance(exp, bool) or not isinstance(exp, int | float):
-            raise InvalidToken("token has no expiry")
-        if exp <= now.timestamp():
-            raise InvalidToken("token expired")
-        return claims
+        return kid, claims

@@ -16,6 +16,7 @@ import pytest
 
 from appliance.clock import FrozenClock
 from appliance.keys.errors import InvalidToken, KeysNotLoaded
+from appliance.keys.keyset import VERIFIED_CACHE_SIZE, _Entry
 from appliance.keys.manager import KeyManager
 from appliance.store.models import Keys
 
@@ -395,3 +396,56 @@ async def test_two_processes_share_one_sqlite_file(tmp_path: Any) -> None:
     finally:
         await one.close()
         await two.close()
+
+
+# --- the cache of checked signatures ------------------------------------------------------------------
+
+
+async def test_verify_checks_a_signature_once_and_expiry_every_time(
+    loaded: KeyManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[bytes] = []
+    real = _Entry.verify
+
+    def counting(self: _Entry, signing_input: bytes, signature: bytes) -> bool:
+        checks.append(signing_input)
+        return real(self, signing_input, signature)
+
+    monkeypatch.setattr(_Entry, "verify", counting)
+    token = loaded.sign(claims_at(T0, HOUR))
+    first = loaded.verify(token, now=T0)
+    first["sub"] = "changed by a caller"  # a copy: the remembered claims stay as signed
+    assert loaded.verify(token, now=T0 + timedelta(minutes=30))["sub"] == "s"
+    assert len(checks) == 1
+    with pytest.raises(InvalidToken, match="expired"):
+        loaded.verify(token, now=T0 + HOUR)  # remembered, and still expired on time
+    # A failed check is not remembered: the tampered token is checked (and refused) each time.
+    head, _, sig = token.split(".")
+    evil = f"{head}.{b64(json.dumps({**claims_at(T0), 'sub': 'admin'}).encode())}.{sig}"
+    for _ in range(2):
+        with pytest.raises(InvalidToken, match="signature"):
+            loaded.verify(evil, now=T0)
+    assert len(checks) == 3
+
+
+async def test_remembered_token_fails_once_its_key_expires_or_leaves() -> None:
+    store, clock = FakeKeyStore(), FrozenClock(T0)
+    km = manager(store, clock, lifetime=HOUR)
+    await km.ensure_loaded()
+    token = km.sign(claims_at(T0, 10 * HOUR))
+    assert km.verify(token, now=T0)["sub"] == "s"
+    clock.set(T0 + 6 * HOUR)
+    assert await km.rotate_if_due()  # a new key set (and so a new cache): the old key verifies until +7 h
+    assert km.verify(token, now=clock.now())["sub"] == "s"
+    clock.set(T0 + 7 * HOUR)
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        km.verify(token, now=clock.now())
+
+
+async def test_remembered_tokens_are_bounded(loaded: KeyManager) -> None:
+    tokens = [loaded.sign({**claims_at(T0), "n": i}) for i in range(VERIFIED_CACHE_SIZE + 10)]
+    for token in tokens:
+        loaded.verify(token, now=T0)
+    cache = loaded._current().loaded._verified
+    assert len(cache) == VERIFIED_CACHE_SIZE
+    assert tokens[0] not in cache and tokens[-1] in cache
