@@ -183,7 +183,7 @@ class Prep:
         self.server = server
         # Codes and refresh tokens for the token workloads: on the peer, for its JWT resource (two
         # signatures per grant, as on Portico) unless this is the view of its opaque access tokens.
-        same_work = server.flavor == "peer" and not getattr(server, "opaque", False)
+        same_work = server.flavor == "peer" and not server.opaque
         self.resource = PEER_RESOURCE if same_work else ""
         self.browsers: list[Browser] = []
         self.observed: dict[str, float] = {}  # req/s of the workloads measured so far on this server

@@ -72,6 +72,7 @@ class Server:
 
     name = ""
     flavor = ""  # "portico" or "peer": which login and prompt conventions apply
+    opaque = False  # the peer's view with opaque access tokens (bench/variants.py)
 
     def __init__(self, workdir: Path, fixture: Fixture, cpus: list[str]) -> None:
         self.workdir = workdir

@@ -37,4 +37,4 @@ class PeerOpaqueView(Server):
 
 def signature_key(server: Server) -> str:
     """The key of Workload.signatures for this server: its flavor, or the opaque view's own."""
-    return "peer-opaque" if getattr(server, "opaque", False) else server.flavor
+    return "peer-opaque" if server.opaque else server.flavor

@@ -100,7 +100,7 @@ def _token_format_ok(server: Server, answer: dict[str, object]) -> bool:
     """Portico's and the peer's access tokens are JWTs here (compact JWS: three parts); the peer's
     opaque view's are not: what the signature count of the workload assumes."""
     jwt = str(answer.get("access_token", "")).count(".") == 2
-    return jwt != bool(getattr(server, "opaque", False))
+    return jwt != server.opaque
 
 
 def _write(budget: Budget, server: Server, name: str, lines: list[str]) -> str:

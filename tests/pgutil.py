@@ -2,7 +2,7 @@
 
 Used by the storage conformance suite and the end-to-end tests. The server is the machine's own
 (127.0.0.1:5432, user postgres, trust auth). `create_test_database` raises PostgresUnavailable
-when the server does not answer; the caller decides to skip, or to fail under CI=true.
+when the server does not answer; `postgres_unavailable` then skips, or fails under CI=true.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 import asyncpg
+import pytest
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -27,6 +28,13 @@ class PostgresUnavailable(Exception):
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
+
+
+def postgres_unavailable(reason: str) -> None:
+    """Skip, or fail under CI=true, where a missing real component must never pass silently."""
+    if in_ci():
+        pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def storage_config(database: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from adminutil import Server, start_server
 from bf_support import PASSWORD, email, fail_until_locked, password_grant, server_config
-from pgutil import PostgresUnavailable, create_test_database, drop_test_database, in_ci
+from pgutil import PostgresUnavailable, create_test_database, drop_test_database, postgres_unavailable
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.postgres]
 
@@ -20,9 +20,7 @@ def database() -> Iterator[dict[str, Any]]:
     try:
         config = asyncio.run(create_test_database())
     except PostgresUnavailable as exc:
-        if in_ci():
-            pytest.fail(f"PostgreSQL is required under CI=true: {exc}", pytrace=False)
-        pytest.skip(str(exc))
+        postgres_unavailable(str(exc))
     yield config
     asyncio.run(drop_test_database(config["database"]))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from pgutil import PostgresUnavailable, create_test_database, drop_test_database, in_ci
+from pgutil import PostgresUnavailable, create_test_database, drop_test_database, postgres_unavailable
 
 from appliance.config.schema import StorageConfig
 from appliance.store.base import Storage
@@ -19,13 +19,6 @@ from appliance.store.open import open_storage
 from appliance.store.sql import SQLStorage
 
 T = TypeVar("T")
-
-
-def postgres_unavailable(reason: str) -> None:
-    """Skip, or fail under CI=true, where a missing real component must never pass silently."""
-    if in_ci():
-        pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def run_in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pgutil import postgres_unavailable
 
 from appliance.config.schema import StorageConfig
 from appliance.errors import PorticoError
@@ -21,7 +22,6 @@ from appliance.store.postgres import (
     to_dollar_params,
 )
 
-from .conftest import postgres_unavailable
 from .samples import client
 
 
