@@ -7,6 +7,7 @@ import dataclasses
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from appliance.errors import NotFound, PorticoError
 from appliance.ids import new_id, new_secret
 from appliance.oidc.deps import Deps
 from appliance.oidc.refreshstore import revoke_refresh_token
-from appliance.store.models import Client, Keys, Password, RefreshToken
+from appliance.store.models import Client, Keys, Password, RefreshToken, offline_session_key
 
 __all__ = ["AdminService", "BadRequest", "ReadOnly"]
 
@@ -237,6 +238,7 @@ class AdminService:
 
     async def sessions(self, user: str = "") -> dict[str, Any]:
         tokens: list[RefreshToken] = await self._storage.refresh_tokens.list()
+        held = Counter(offline_session_key(t.claims.user_id, t.connector_id) for t in tokens)
         if user:
             u = user.lower()
             tokens = [t for t in tokens if u in (t.claims.user_id.lower(), t.claims.email.lower(),
@@ -245,7 +247,8 @@ class AdminService:
         offline = await self._storage.offline_sessions.list()
         return {
             "refresh_tokens": [token_view(t) for t in tokens],
-            "offline_sessions": [{"user_id": s.user_id, "connector_id": s.conn_id, "tokens": len(s.refresh)}
+            "offline_sessions": [{"user_id": s.user_id, "connector_id": s.conn_id,
+                                  "tokens": held[offline_session_key(s.user_id, s.conn_id)]}
                                  for s in offline if not user or s.user_id == user
                                  or any(s.user_id == t.claims.user_id for t in tokens)],
         }

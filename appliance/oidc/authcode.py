@@ -84,8 +84,7 @@ async def redeem_code(deps: Deps, snap: Snapshot, client: Client, code: AuthCode
         # replay finds it. The code stays stored, marked, until it expires, so that a replay is recognised.
         yield from deps.storage.auth_codes.steps.update(code.id, spend, known=known)
         if refresh is not None:
-            policy = snap.config.expiry.refresh_tokens
-            yield from create_steps(deps.storage, refresh[0], code.connector_data, policy)
+            yield from create_steps(deps.storage, refresh[0], code.connector_data)
 
     try:
         await deps.storage.run(steps(), write=True)

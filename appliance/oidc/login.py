@@ -296,7 +296,7 @@ async def finalize_login(
 
 async def remember_connector_data(deps: Deps, identity: Identity, connector_id: str) -> None:
     key = offline_session_key(identity.user_id, connector_id)
-    fresh = OfflineSession(identity.user_id, connector_id, {}, identity.connector_data)
+    fresh = OfflineSession(identity.user_id, connector_id, identity.connector_data)
     try:
         await deps.storage.offline_sessions.create(fresh)
         return

@@ -19,10 +19,10 @@ from appliance.oidc.refreshstore import (
     current_from_obsolete,
     read_steps,
     refresh_expiry,
+    renew_connector_data,
     revoke_refresh_token,
     rotated_secret,
     secret_matches,
-    touch_offline_session,
 )
 from appliance.oidc.revocation import revoke_grant
 from appliance.oidc.tokens import decode_refresh_token, encode_refresh_token
@@ -133,7 +133,7 @@ class RefreshTokenGrant:
                     log.error("connector %s could not refresh user %s: %s", conn.id, claims.user_id, exc)
                     if exc.connector_data is not None and exc.connector_data != connector_data:
                         # Renewed upstream before the failure: the retry must start from the new state.
-                        await touch_offline_session(ctx.deps, token, token.last_used, exc.connector_data)
+                        await renew_connector_data(ctx.deps, token, exc.connector_data)
                     raise OAuthError("temporarily_unavailable", "", 503) from None
             # The user id is the key of everything the client stored: it never changes on refresh.
             claims = replace(claims_of(fresh), user_id=token.claims.user_id)
@@ -159,7 +159,7 @@ class RefreshTokenGrant:
             # One transaction for the token and its offline session; the token's write expects the
             # version read above, so a secret used since (or a token revoked since) fails it here.
             try:
-                token = await storage.run(advance_steps(storage, read, advance, now, new_data), write=True)
+                token = await storage.run(advance_steps(storage, read, advance, new_data), write=True)
             except (_Claimed, NotFound):
                 raise OAuthError("invalid_grant", _INVALID) from None
 

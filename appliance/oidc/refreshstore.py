@@ -16,14 +16,7 @@ from appliance.ids import new_id, new_secret
 from appliance.oidc.deps import Deps, Snapshot
 from appliance.oidc.tokens import encode_refresh_token
 from appliance.store.base import Steps, Storage, Versioned
-from appliance.store.models import (
-    NEVER,
-    Claims,
-    OfflineSession,
-    RefreshToken,
-    RefreshTokenRef,
-    offline_session_key,
-)
+from appliance.store.models import NEVER, Claims, OfflineSession, RefreshToken, offline_session_key
 
 log = logging.getLogger("portico.oidc.refresh")
 
@@ -150,9 +143,8 @@ async def create_refresh_token(
         deps, client_id=client_id, connector_id=connector_id, claims=claims, scopes=scopes, nonce=nonce,
         grant_id=grant_id, auth_time=auth_time, session_id=session_id, snap=snap,
     )
-    # One transaction: never a token that no offline session knows of.
-    policy = _policy(deps, snap)
-    await deps.storage.run(create_steps(deps.storage, token, connector_data, policy), write=True)
+    # One transaction: never a token without its offline session.
+    await deps.storage.run(create_steps(deps.storage, token, connector_data), write=True)
     return wire
 
 
@@ -160,80 +152,48 @@ def _session_key(token: RefreshToken) -> str:
     return offline_session_key(token.claims.user_id, token.connector_id)
 
 
-def create_steps(storage: Storage, token: RefreshToken, connector_data: bytes | None,
-                 policy: RefreshTokenExpiry) -> Steps[None]:
-    """Store the new `token` and reference it from its offline session (for a write run)."""
+def create_steps(storage: Storage, token: RefreshToken, connector_data: bytes | None) -> Steps[None]:
+    """Store the new `token` under its offline session (made when missing, its connector data renewed
+    when `connector_data` is given), and evict the client's least recently used tokens past
+    MAX_TOKENS_PER_CLIENT (for a write run)."""
+    key = _session_key(token)
+    # The session first, locked, in every transaction here (see advance_steps and revoke_steps): two
+    # never wait for each other's row locks (PostgreSQL), and one user's tokens change one at a time.
+    found = yield from _locked_session(storage, token, connector_data)
+    if found is not None and connector_data and connector_data != found.value.connector_data:
+        yield from storage.offline_sessions.steps.update(key, _renew(connector_data), known=found)
     yield from storage.refresh_tokens.steps.create(token)
-    yield from _link(storage, token, connector_data, policy, token.created_at)
+    yield from storage.refresh_tokens.steps.evict(
+        key, token.client_id, keep=MAX_TOKENS_PER_CLIENT, now=token.created_at
+    )
 
 
-def _live_refs(session: OfflineSession, client_id: str, policy: RefreshTokenExpiry,
-               now: datetime) -> list[RefreshTokenRef]:
-    """The client's references whose token is still usable, least recently used first. Garbage
-    collection deletes tokens only, by the expiry `refresh_expiry` gives; a reference carries the same
-    created_at and last_used as its token, so it tells without reading the token (one read per device
-    was most of a code exchange's database work once a user had many)."""
-    live = [ref for ref in session.refresh.values()
-            if ref.client_id == client_id and refresh_expiry(policy, ref.created_at, ref.last_used) > now]
-    return sorted(live, key=lambda item: item.last_used)
-
-
-def _link(storage: Storage, token: RefreshToken, connector_data: bytes | None, policy: RefreshTokenExpiry,
-          now: datetime) -> Steps[None]:
-    ref = RefreshTokenRef(token.id, token.client_id, token.created_at, token.last_used)
-    user_id, conn_id = token.claims.user_id, token.connector_id
+def _locked_session(storage: Storage, token: RefreshToken,
+                    connector_data: bytes | None) -> Steps[Versioned[OfflineSession] | None]:
+    """The token's offline session, locked; None when this run has just made it."""
     sessions = storage.offline_sessions.steps
-    key = offline_session_key(user_id, conn_id)
-    found = yield from sessions.find(key)
-    if found is None:
-        try:
-            yield from sessions.create(OfflineSession(user_id, conn_id, {token.id: ref}, connector_data))
-            return
-        except AlreadyExists:
-            pass  # another replica made it since the read (PostgreSQL): add to theirs
-    evicted: list[str] = []
-
-    def add(old: OfflineSession) -> OfflineSession:
-        # Other clients' entries stay; this client's are the live ones, but for the least recently used
-        # past MAX_TOKENS_PER_CLIENT, plus the new token.
-        live = _live_refs(old, token.client_id, policy, now)
-        evicted[:] = [item.id for item in live[: max(0, len(live) - MAX_TOKENS_PER_CLIENT + 1)]]
-        keep_ids = {item.id for item in live} - set(evicted)
-        refresh = {
-            k: v for k, v in old.refresh.items() if v.client_id != token.client_id or v.id in keep_ids
-        }
-        refresh[token.id] = ref
-        return replace(old, refresh=refresh, connector_data=connector_data or old.connector_data)
-
-    # The session before its tokens: the order every transaction here writes them in, so that two
-    # never wait for each other's row locks (PostgreSQL).
-    yield from sessions.update(key, add, known=found)
-    for old_id in evicted:
-        try:
-            yield from storage.refresh_tokens.steps.delete(old_id)
-        except NotFound:
-            pass
-
-
-def _touch(token_id: str, last_used: datetime,
-           connector_data: bytes | None) -> Callable[[OfflineSession], OfflineSession]:
-    def touch(old: OfflineSession) -> OfflineSession:
-        refresh = {
-            k: replace(v, last_used=last_used) if v.id == token_id else v for k, v in old.refresh.items()
-        }
-        return replace(old, refresh=refresh, connector_data=connector_data or old.connector_data)
-
-    return touch
-
-
-async def touch_offline_session(
-    deps: Deps, token: RefreshToken, last_used: datetime, connector_data: bytes | None
-) -> None:
-    """Record a use of `token` on its offline session (best effort: the token is authoritative)."""
+    key = _session_key(token)
+    found = yield from sessions.find(key, lock=True)
+    if found is not None:
+        return found
     try:
-        await deps.storage.offline_sessions.update(
-            _session_key(token), _touch(token.id, last_used, connector_data)
-        )
+        yield from sessions.create(OfflineSession(token.claims.user_id, token.connector_id, connector_data))
+        return None
+    except AlreadyExists:  # another replica made it since the read (PostgreSQL): use theirs
+        return (yield from sessions.find(key, lock=True))
+
+
+def _renew(connector_data: bytes) -> Callable[[OfflineSession], OfflineSession]:
+    def renew(old: OfflineSession) -> OfflineSession:
+        return replace(old, connector_data=connector_data)
+
+    return renew
+
+
+async def renew_connector_data(deps: Deps, token: RefreshToken, connector_data: bytes) -> None:
+    """Keep the upstream state `token` refreshes from on its offline session (best effort)."""
+    try:
+        await deps.storage.offline_sessions.update(_session_key(token), _renew(connector_data))
     except NotFound:
         log.warning("refresh token %s has no offline session", token.id)
 
@@ -266,38 +226,33 @@ def read_steps(storage: Storage, token_id: str, *, with_session: bool) -> Steps[
 
 
 def advance_steps(storage: Storage, read: RefreshRead, advance: Callable[[RefreshToken], RefreshToken],
-                  last_used: datetime, connector_data: bytes | None) -> Steps[RefreshToken]:
+                  connector_data: bytes | None) -> Steps[RefreshToken]:
     """Record a use of the token `read` found: `advance` it (compare-and-swap against the version read;
-    an exception from `advance` rolls the run back) and touch its offline session. For a write run."""
+    an exception from `advance` rolls the run back; its last use is the indexed column eviction goes by)
+    and, when the upstream state changed, renew `connector_data` on its offline session. For a write
+    run."""
     token = read.token.value
-    try:  # the session first, as in _link
-        yield from storage.offline_sessions.steps.update(
-            _session_key(token), _touch(token.id, last_used, connector_data), known=read.session
-        )
-    except NotFound:
-        log.warning("refresh token %s has no offline session", token.id)
+    if connector_data:
+        try:  # the session first, as in create_steps
+            yield from storage.offline_sessions.steps.update(
+                _session_key(token), _renew(connector_data), known=read.session
+            )
+        except NotFound:
+            log.warning("refresh token %s has no offline session", token.id)
     return (yield from storage.refresh_tokens.steps.update(token.id, advance, known=read.token))
 
 
 def revoke_steps(storage: Storage, token: RefreshToken) -> Steps[None]:
-    """Delete a token and its offline-session reference; the offline session ends with its last token."""
+    """Delete a token; its offline session ends with its last token."""
     key = _session_key(token)
-
-    def unlink(old: OfflineSession) -> OfflineSession:
-        refresh = {cid: ref for cid, ref in old.refresh.items() if ref.id != token.id}
-        return replace(old, refresh=refresh)
-
     sessions = storage.offline_sessions.steps
-    try:
-        session = yield from sessions.update(key, unlink)
-        if not session.refresh:
-            yield from sessions.delete(key)
-    except NotFound:
-        pass
+    session = yield from sessions.find(key, lock=True)  # the session first, as in create_steps
     try:
         yield from storage.refresh_tokens.steps.delete(token.id)
     except NotFound:
         pass
+    if session is not None and not (yield from storage.refresh_tokens.steps.held(key)):
+        yield from sessions.delete(key)
 
 
 async def revoke_refresh_token(deps: Deps, token: RefreshToken) -> None:

@@ -30,7 +30,7 @@ from appliance.store.steps import Steps, Versioned
 
 __all__ = [
     "AlreadyExists", "AuditLog", "Collection", "CollectionSteps", "ConflictError", "GCResult", "NotFound",
-    "Steps", "Storage", "Versioned",
+    "RefreshTokenCollection", "RefreshTokenSteps", "Steps", "Storage", "Versioned",
 ]
 
 T = TypeVar("T")
@@ -43,8 +43,10 @@ class CollectionSteps(Protocol[T]):
     transaction). They raise the typed errors the async operations raise; a caller that catches one
     goes on with the transaction, nothing having been written by the failed step."""
 
-    def find(self, key: str) -> Steps[Versioned[T] | None]:
-        """The object and its version (for a later `update(known=...)`), or None."""
+    def find(self, key: str, *, lock: bool = False) -> Steps[Versioned[T] | None]:
+        """The object and its version (for a later `update(known=...)`), or None. With `lock`, in a write
+        run, the row stays locked until the commit (PostgreSQL; SQLite's write run locks everything), so
+        that work on what hangs off it is done by one transaction at a time."""
         ...
 
     def present(self, keys: Sequence[str]) -> Steps[set[str]]:
@@ -98,6 +100,24 @@ class Collection(Protocol[T]):
         ...
 
 
+class RefreshTokenSteps(CollectionSteps[RefreshToken], Protocol):
+    """The refresh tokens' own queries, on the columns their table indexes: the offline session a token
+    belongs to (offline_session_key of its user and connector), its client, its last use."""
+
+    def evict(self, session: str, client_id: str, *, keep: int, now: datetime) -> Steps[list[str]]:
+        """Delete the unexpired tokens of `session` and `client_id` but the `keep` most recently used;
+        their ids. Expired ones are left to garbage collection."""
+        ...
+
+    def held(self, session: str) -> Steps[bool]:
+        """Is any token (expired or not) of the offline session `session` stored?"""
+        ...
+
+
+class RefreshTokenCollection(Collection[RefreshToken], Protocol):
+    steps: RefreshTokenSteps
+
+
 class AuditLog(Protocol):
     """The admin audit log: append-only, read in id (= time) order."""
 
@@ -130,7 +150,7 @@ class Storage(Protocol):
     connectors: Collection[Connector]
     auth_requests: Collection[AuthRequest]
     auth_codes: Collection[AuthCode]
-    refresh_tokens: Collection[RefreshToken]
+    refresh_tokens: RefreshTokenCollection
     offline_sessions: Collection[OfflineSession]  # key: offline_session_key(user_id, conn_id)
     device_requests: Collection[DeviceRequest]  # key: user_code
     device_tokens: Collection[DeviceToken]  # key: device_code

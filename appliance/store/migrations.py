@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 __all__ = [
     "EXPIRING_TABLES",
@@ -47,15 +47,41 @@ EXPIRING_TABLES = (
 )
 
 
+# Runs one statement with `?` placeholders and returns its rows.
+Run: TypeAlias = Callable[..., Awaitable[Sequence[Sequence[Any]]]]
+
+
 @dataclass(frozen=True)
 class Migration:
-    """One schema step. `common` runs on every dialect, then the dialect's own statements."""
+    """One schema step. `common` runs on every dialect, then the dialect's own statements, then
+    `rewrite`: Python that brings the rows written before the step to its shape (in the same
+    transaction)."""
 
     version: int
     name: str
     common: tuple[str, ...] = ()
     sqlite: tuple[str, ...] = ()
     postgres: tuple[str, ...] = ()
+    rewrite: Callable[[Run], Awaitable[None]] | None = None
+
+
+async def _index_refresh_tokens(run: Run) -> None:
+    """Migration 6's rows: each refresh token's new columns from its data, and the offline sessions
+    without the list of tokens they used to carry."""
+    # Imported here: the store imports this module, and the columns must be the ones it writes.
+    from appliance.store import codec
+    from appliance.store.models import OfflineSession, RefreshToken
+    from appliance.store.sql import refresh_token_columns
+
+    for token_id, data in await run("SELECT id, data FROM refresh_tokens"):
+        columns = refresh_token_columns(codec.loads(RefreshToken, data))
+        await run(
+            "UPDATE refresh_tokens SET offline_session = ?, client_id = ?, last_used = ? WHERE id = ?",
+            *columns, token_id,
+        )
+    for key, data in await run("SELECT id, data FROM offline_sessions"):
+        await run("UPDATE offline_sessions SET data = ? WHERE id = ?",
+                  codec.dumps(codec.loads(OfflineSession, data)), key)
 
 
 def _kind_table(table: str) -> str:
@@ -106,6 +132,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX login_throttles_expiry ON login_throttles (expiry)",
         ),
     ),
+    Migration(
+        version=6,
+        name="refresh tokens indexed by offline session, client and last use",
+        # A user's tokens for one client were a list on the offline session, read and rewritten whole on
+        # every code exchange and refresh; they are found through this index instead.
+        common=(
+            "ALTER TABLE refresh_tokens ADD COLUMN offline_session TEXT",
+            "ALTER TABLE refresh_tokens ADD COLUMN client_id TEXT",
+            "ALTER TABLE refresh_tokens ADD COLUMN last_used BIGINT",
+            "CREATE INDEX refresh_tokens_offline_session "
+            "ON refresh_tokens (offline_session, client_id, last_used)",
+        ),
+        rewrite=_index_refresh_tokens,
+    ),
 )
 
 
@@ -125,7 +165,7 @@ CREATE_SCHEMA_MIGRATIONS = (
 
 
 async def apply_pending(
-    run: Callable[..., Awaitable[Sequence[Sequence[Any]]]],
+    run: Run,
     dialect: str,
     migrations: tuple[Migration, ...] = MIGRATIONS,
 ) -> list[int]:
@@ -143,6 +183,8 @@ async def apply_pending(
             continue
         for statement in statements_for(migration, dialect):
             await run(statement)
+        if migration.rewrite is not None:
+            await migration.rewrite(run)
         await run(
             "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", migration.version, migration.name
         )

@@ -144,22 +144,15 @@ class RefreshToken:
 
 
 @dataclass(frozen=True)
-class RefreshTokenRef:
-    id: str
-    client_id: str
-    created_at: datetime
-    last_used: datetime
-
-
-@dataclass(frozen=True)
 class OfflineSession:
-    """A user's offline sessions for one connector (key: offline_session_key(user_id, conn_id))."""
+    """A user's offline access through one connector (key: offline_session_key(user_id, conn_id)): the
+    connector's state that refreshing the identity upstream starts from. Its refresh tokens are the
+    stored tokens of that user and connector (the refresh_tokens table indexes them by session, client
+    and last use), one per device. Dex keeps a list of them on this object; rows written that way still
+    load, the list ignored (migration 6 moved it out)."""
 
     user_id: str
     conn_id: str
-    # By client id as Dex writes it; Portico keeps one token per device, so new entries are keyed by
-    # refresh token id (a RefreshTokenRef names its client either way).
-    refresh: dict[str, RefreshTokenRef] = field(default_factory=dict)
     connector_data: bytes | None = None
 
 

@@ -14,7 +14,14 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from appliance.errors import AlreadyExists, ConflictError, NotFound
 from appliance.store import codec
-from appliance.store.base import AuditLog, Collection, CollectionSteps, GCResult
+from appliance.store.base import (
+    AuditLog,
+    Collection,
+    CollectionSteps,
+    GCResult,
+    RefreshTokenCollection,
+    RefreshTokenSteps,
+)
 from appliance.store.migrations import EXPIRING_TABLES
 from appliance.store.models import (
     AuditEvent,
@@ -105,6 +112,8 @@ class SQLCollection(Generic[T]):
         *,
         normalize: Callable[[str], str] | None = None,
         show_keys: bool = False,
+        columns: tuple[str, ...] = (),
+        values: Callable[[T], tuple[Any, ...]] | None = None,
     ) -> None:
         # `table` is one of the schema's constant names, never input: the f-strings below are safe.
         self._db = db
@@ -115,15 +124,21 @@ class SQLCollection(Generic[T]):
         # Codes and tokens are their own keys; they must never reach an error message or a log.
         self._show_keys = show_keys
         self._has_expiry = any(f.name == "expiry" for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        # Columns of the table's own beside data, expiry and version (indexed: what queries other than
+        # by id select on), written with every insert and compare-and-swap from `values` of the object.
+        self._values = values
+        names = "".join(f", {column}" for column in columns)
+        marks = ", ?" * len(columns)
+        sets = "".join(f", {column} = ?" for column in columns)
         self._sql_insert = (
-            f"INSERT INTO {table} (id, data, expiry, version) VALUES (?, ?, ?, 1) "  # noqa: S608
+            f"INSERT INTO {table} (id, data, expiry, version{names}) VALUES (?, ?, ?, 1{marks}) "  # noqa: S608
             "ON CONFLICT (id) DO NOTHING RETURNING id"
         )
         self._sql_get = f"SELECT data FROM {table} WHERE id = ?"  # noqa: S608
         self._sql_get_versioned = f"SELECT data, version FROM {table} WHERE id = ?"  # noqa: S608
         self._sql_list = f"SELECT data FROM {table} ORDER BY id"  # noqa: S608
         self._sql_cas = (
-            f"UPDATE {table} SET data = ?, expiry = ?, version = version + 1 "  # noqa: S608
+            f"UPDATE {table} SET data = ?, expiry = ?{sets}, version = version + 1 "  # noqa: S608
             "WHERE id = ? AND version = ? RETURNING id"
         )
         self._sql_delete = f"DELETE FROM {table} WHERE id = ? RETURNING id"  # noqa: S608
@@ -138,6 +153,11 @@ class SQLCollection(Generic[T]):
     def _expiry(self, obj: T) -> int | None:
         return epoch_micros(obj.expiry) if self._has_expiry else None  # type: ignore[attr-defined]
 
+    def _row(self, obj: T) -> tuple[Any, ...]:
+        """What an insert or compare-and-swap writes for `obj` after its key: data, expiry, own columns."""
+        row = (codec.dumps(obj), self._expiry(obj))
+        return row if self._values is None else row + self._values(obj)
+
     def _name(self, key: str) -> str:
         return f"{self._table} {key!r}" if self._show_keys else f"an object in {self._table}"
 
@@ -146,7 +166,7 @@ class SQLCollection(Generic[T]):
 
     async def create(self, obj: T) -> None:
         key = self._key(self._key_of(obj))
-        rows = await self._db.fetch(self._sql_insert, key, codec.dumps(obj), self._expiry(obj))
+        rows = await self._db.fetch(self._sql_insert, key, *self._row(obj))
         if not rows:
             raise AlreadyExists(f"{self._name(key)} exists already")
 
@@ -178,14 +198,12 @@ class SQLCollection(Generic[T]):
                 if missing is None:
                     raise NotFound(f"{self._name(key)} does not exist")
                 new = self._checked(key, updater(missing()))
-                if await self._db.fetch(self._sql_insert, key, codec.dumps(new), self._expiry(new)):
+                if await self._db.fetch(self._sql_insert, key, *self._row(new)):
                     return new
             else:
                 data, version = rows[0]
                 new = self._checked(key, updater(self._decode(data)))
-                written = await self._db.fetch(
-                    self._sql_cas, codec.dumps(new), self._expiry(new), key, version
-                )
+                written = await self._db.fetch(self._sql_cas, *self._row(new), key, version)
                 if written:
                     return new
             await _backoff(attempt)
@@ -209,9 +227,9 @@ class SQLSteps(Generic[T]):
         self._c = collection
         self._sql_present: dict[int, str] = {}
 
-    def find(self, key: str) -> Steps[Versioned[T] | None]:
+    def find(self, key: str, *, lock: bool = False) -> Steps[Versioned[T] | None]:
         c = self._c
-        rows = yield c._sql_get_versioned, (c._key(key),)
+        rows = yield c._sql_get_locked if lock else c._sql_get_versioned, (c._key(key),)
         if not rows:
             return None
         data, version = rows[0]
@@ -234,7 +252,7 @@ class SQLSteps(Generic[T]):
     def create(self, obj: T) -> Steps[None]:
         c = self._c
         key = c._key(c._key_of(obj))
-        if not (yield c._sql_insert, (key, codec.dumps(obj), c._expiry(obj))):
+        if not (yield c._sql_insert, (key, *c._row(obj))):
             raise AlreadyExists(f"{c._name(key)} exists already")
 
     def update(self, key: str, updater: Callable[[T], T], *, known: Versioned[T] | None = None) -> Steps[T]:
@@ -248,7 +266,7 @@ class SQLSteps(Generic[T]):
                     raise NotFound(f"{c._name(key)} does not exist")
                 current = Versioned(c._decode(rows[0][0]), rows[0][1])
             new = c._checked(key, updater(current.value))
-            if (yield c._sql_cas, (codec.dumps(new), c._expiry(new), key, current.version)):
+            if (yield c._sql_cas, (*c._row(new), key, current.version)):
                 return new
             current = None  # another writer got there first: read its value, apply again
         raise ConflictError(f"{c._name(key)}: gave up after {MAX_ATTEMPTS} conflicting updates")
@@ -258,6 +276,49 @@ class SQLSteps(Generic[T]):
         key = c._key(key)
         if not (yield c._sql_delete, (key,)):
             raise NotFound(f"{c._name(key)} does not exist")
+
+
+def refresh_token_columns(token: RefreshToken) -> tuple[str, str, int]:
+    """The refresh_tokens table's own columns for `token` (migration 6): its offline session, its client,
+    its last use in epoch microseconds."""
+    return (
+        offline_session_key(token.claims.user_id, token.connector_id), token.client_id,
+        epoch_micros(token.last_used),
+    )
+
+
+# A user's tokens for one client, newest use first, past the ones kept: a range of the index on
+# (offline_session, client_id, last_used). The LIMIT is only there because SQL wants one before OFFSET.
+_SQL_EVICT = (
+    "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens "
+    "WHERE offline_session = ? AND client_id = ? AND expiry > ? "
+    "ORDER BY last_used DESC, id DESC LIMIT 1000000000 OFFSET ?) RETURNING id"
+)
+_SQL_HELD = "SELECT 1 FROM refresh_tokens WHERE offline_session = ? LIMIT 1"
+
+
+class SQLRefreshTokenSteps(SQLSteps[RefreshToken]):
+    """The refresh tokens' steps, with their queries on the offline-session index."""
+
+    def evict(self, session: str, client_id: str, *, keep: int, now: datetime) -> Steps[builtins.list[str]]:
+        rows = yield _SQL_EVICT, (session, client_id, epoch_micros(now), max(0, keep))
+        return [row[0] for row in rows]
+
+    def held(self, session: str) -> Steps[bool]:
+        return bool((yield _SQL_HELD, (session,)))
+
+
+class SQLRefreshTokens(SQLCollection[RefreshToken]):
+    """The refresh_tokens table: the generic collection plus the columns of refresh_token_columns."""
+
+    steps: RefreshTokenSteps
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(
+            db, "refresh_tokens", RefreshToken, _id,
+            columns=("offline_session", "client_id", "last_used"), values=refresh_token_columns,
+        )
+        self.steps = SQLRefreshTokenSteps(self)
 
 
 class SQLAuditLog:
@@ -307,7 +368,7 @@ class SQLStorage:
         )
         self.auth_requests: Collection[AuthRequest] = SQLCollection(db, "auth_requests", AuthRequest, _id)
         self.auth_codes: Collection[AuthCode] = SQLCollection(db, "auth_codes", AuthCode, _id)
-        self.refresh_tokens: Collection[RefreshToken] = SQLCollection(db, "refresh_tokens", RefreshToken, _id)
+        self.refresh_tokens: RefreshTokenCollection = SQLRefreshTokens(db)
         self.offline_sessions: Collection[OfflineSession] = SQLCollection(
             db, "offline_sessions", OfflineSession, _offline_key, show_keys=True
         )

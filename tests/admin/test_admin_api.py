@@ -18,7 +18,7 @@ import pytest
 from adminutil import Server, start_server, wait_for
 
 from appliance.admin.client import AdminAPIError, AdminClient, AdminUnavailable
-from appliance.store.models import Claims, OfflineSession, RefreshToken, RefreshTokenRef
+from appliance.store.models import Claims, OfflineSession, RefreshToken
 from appliance.store.sqlite import open_sqlite
 
 pytestmark = pytest.mark.timeout(120)
@@ -238,9 +238,7 @@ def test_sessions_list_and_revoke(server: Server) -> None:
                                      claims=Claims(user_id="u-42", username="ann", email="ann@example.com"),
                                      scopes=("openid", "offline_access"), created_at=now, last_used=now)
                 await storage.refresh_tokens.create(token)
-            refs = {"app": RefreshTokenRef("rt1", "app", now, now),
-                    "kubectl": RefreshTokenRef("rt2", "kubectl", now, now)}
-            await storage.offline_sessions.create(OfflineSession("u-42", "local", refs))
+            await storage.offline_sessions.create(OfflineSession("u-42", "local"))
         finally:
             await storage.close()
 

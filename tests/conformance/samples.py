@@ -125,10 +125,6 @@ def offline_session(n: int) -> m.OfflineSession:
     return m.OfflineSession(
         user_id=f"user-{n}",
         conn_id="ldap",
-        refresh={
-            "client-1": m.RefreshTokenRef("rt-1", "client-1", T0, T0 + timedelta(minutes=1)),
-            "client-2": m.RefreshTokenRef("rt-2", "client-2", T0, T0 + timedelta(microseconds=7)),
-        },
         connector_data=b"\x01\x02",
     )
 
@@ -198,7 +194,7 @@ KINDS = [
         "offline_sessions",
         offline_session,
         lambda o: m.offline_session_key(o.user_id, o.conn_id),
-        _replace(refresh={}),
+        _replace(connector_data=b"renewed"),
     ),
     Kind("device_requests", device_request, lambda o: o.user_code, _replace(scopes=("openid", "groups"))),
     Kind("device_tokens", device_token, lambda o: o.device_code, _replace(status="denied", poll_interval=10)),

@@ -12,7 +12,7 @@ from appliance.errors import AlreadyExists, NotFound
 from appliance.store import models as m
 from appliance.store.base import Storage
 
-from .samples import KIND_IDS, KINDS, T0, Kind, keys, password
+from .samples import KIND_IDS, KINDS, Kind, keys, password
 
 each_kind = pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
 
@@ -180,13 +180,11 @@ async def test_offline_sessions_are_keyed_by_user_and_connector(storage: Storage
     await storage.offline_sessions.create(b)
     assert await storage.offline_sessions.get(m.offline_session_key("u", "ldap")) == a
     assert await storage.offline_sessions.get(m.offline_session_key("u", "github")) == b
-    ref = m.RefreshTokenRef("rt", "client", T0, T0)
     new = await storage.offline_sessions.update(
-        m.offline_session_key("u", "ldap"),
-        lambda s: dataclasses.replace(s, refresh={**s.refresh, "client": ref}),
+        m.offline_session_key("u", "ldap"), lambda s: dataclasses.replace(s, connector_data=b"y")
     )
-    assert (await storage.offline_sessions.get(m.offline_session_key("u", "ldap"))).refresh == {"client": ref}
-    assert new.refresh["client"] is not None
+    assert await storage.offline_sessions.get(m.offline_session_key("u", "ldap")) == new
+    assert new.connector_data == b"y"
 
 
 async def test_keys_singleton(storage: Storage) -> None:

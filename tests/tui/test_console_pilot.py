@@ -18,7 +18,7 @@ from textual.widgets import Input, Static, TextArea
 from tuiutil import choose_type, console, fill, notes, rows, select_row, settle, text_of, until
 
 from appliance.admin.client import AdminAPIError, AdminClient
-from appliance.store.models import Claims, OfflineSession, RefreshToken, RefreshTokenRef
+from appliance.store.models import Claims, OfflineSession, RefreshToken
 from appliance.store.sqlite import open_sqlite
 from appliance.tui.app import PorticoApp
 from appliance.tui.data import SocketApi
@@ -158,8 +158,7 @@ async def test_sessions_filter_and_revoke(server: Server) -> None:
                     id=f"tui-rt{n}", token="d", client_id="app", connector_id="local",
                     claims=Claims(user_id="tui-user", email="carol@example.com"), scopes=("openid",),
                     created_at=now, last_used=now))
-            refs = {f"c{n}": RefreshTokenRef(f"tui-rt{n}", "app", now, now) for n in (1, 2)}
-            await storage.offline_sessions.create(OfflineSession("tui-user", "local", refs))
+            await storage.offline_sessions.create(OfflineSession("tui-user", "local"))
         finally:
             await storage.close()
 

@@ -57,7 +57,7 @@ SAMPLES: list[Any] = [
     m.RefreshToken(
         "rt", "tok", "c", "ldap", CLAIMS, ("openid",), T, T + timedelta(seconds=1), "old", "n", b""
     ),
-    m.OfflineSession("u1", "ldap", {"c": m.RefreshTokenRef("rt", "c", T, T)}, b"cd"),
+    m.OfflineSession("u1", "ldap", b"cd"),
     m.OfflineSession("u1", "ldap"),
     m.Keys({"kid": "k", "d": "secret"}, {"kid": "k"}, (m.VerificationKey({"kid": "old"}, T),), T),
     m.Keys(),

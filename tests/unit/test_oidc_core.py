@@ -28,7 +28,7 @@ from appliance.oidc import scopes as sc
 from appliance.oidc.deps import Deps, SnapshotError, build_snapshot, close_snapshot
 from appliance.oidc.login import finalize_login
 from appliance.oidc.urls import IssuerURL
-from appliance.store.models import AuthRequest, Client, Password, offline_session_key
+from appliance.store.models import AuthRequest, Client, OfflineSession, Password, offline_session_key
 from appliance.store.open import open_storage
 
 
@@ -182,7 +182,7 @@ async def test_finalize_login_binds_the_identity(deps: Deps) -> None:
     assert req.logged_in and req.claims is not None and req.claims.user_id == "u9"
     assert req.connector_data == b"cd"
     session = await deps.storage.offline_sessions.get(offline_session_key("u9", "mock"))
-    assert session.connector_data == b"cd" and session.refresh == {}
+    assert session == OfflineSession("u9", "mock", b"cd")
 
 
 async def test_approval_hmac(deps: Deps) -> None:

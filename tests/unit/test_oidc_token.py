@@ -209,9 +209,10 @@ async def test_one_refresh_token_per_device_unlike_dex(env: Env) -> None:
     assert await env.refresh(first)
     assert await env.refresh(second)
     session = await env.deps.storage.offline_sessions.get(offline_session_key("u1", "local"))
-    ids = sorted(ref.id for ref in session.refresh.values())
-    assert ids == sorted(decode_refresh_token(str(t))[0] for t in (first, second))
-    assert all(ref.client_id == "app" for ref in session.refresh.values())
+    stored = await env.deps.storage.refresh_tokens.list()
+    assert sorted(t.id for t in stored) == sorted(decode_refresh_token(str(t))[0] for t in (first, second))
+    assert {(t.claims.user_id, t.connector_id, t.client_id) for t in stored} == {
+        (session.user_id, session.conn_id, "app")}
 
 
 # --- refresh_token --------------------------------------------------------------------------------
