@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from appliance.admin.audit import AuditTrail
     from appliance.admin.connectors import ConnectorService
     from appliance.admin.metrics import Metrics
+    from appliance.admin.reload import Reloader
     from appliance.admin.service import AdminService
     from appliance.telemetry.middleware import ASGIApp
 
@@ -240,6 +241,7 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
                         tls=tls)
     background: list[asyncio.Task[None]] = []
     admin: AdminServer | None = None
+    first_keys: asyncio.Task[None] | None = None
 
     def on_login(connector: str, result: str) -> None:
         telemetry.login(connector, result)
@@ -257,12 +259,13 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
                                       id_token_lifetime=config.expiry.id_tokens,
                                       log=logging.getLogger("portico.keys"),
                                       on_rotation=telemetry.key_rotation)
-        await keys.ensure_loaded()
+        # The first key is generated (a new state) or read and checked beside the rest of the start-up:
+        # the listeners answer discovery meanwhile, and hold whatever needs the key (web/public.py).
+        first_keys = asyncio.create_task(keys.ensure_loaded(), name="keys-first-load")
         telemetry.gauge("portico_signing_key_next_rotation_timestamp_seconds",
                         "When the signing key is due to rotate.",
                         lambda: keys.next_rotation.timestamp() if keys.next_rotation else None)
         snapshot = await reloader.start(config)
-        readiness.config_loaded()
         deps = Deps(storage=storage, keys=keys, clock=clock, snapshot=snapshot)
         deps.protection.on_lockout = telemetry.lockout
         deps.protection.on_rate_limited = telemetry.rate_limit_hit
@@ -301,17 +304,9 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
             loop.add_signal_handler(signum, stop)
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
-        background.append(asyncio.create_task(keys.run_forever(30.0), name="key-rotation"))
         background.append(asyncio.create_task(
             run_gc_forever(storage, clock, 300.0, logging.getLogger("portico.gc"),
                            audit_retention=lambda: _audit_retention(reloader.config)), name="gc"))
-        if path is not None and watch:
-            try:
-                from appliance.admin.watch import watch_config
-            except ImportError as exc:  # watchfiles missing: SIGHUP and `portico reload` still work
-                log.warning("config file watching is off (%s); reload with SIGHUP or `portico reload`", exc)
-            else:
-                background.append(asyncio.create_task(watch_config(reloader), name="config-watch"))
         watchdog_interval = notifier.watchdog_interval()
         if watchdog_interval is not None:
             background.append(asyncio.create_task(run_watchdog(notifier, watchdog_interval), name="watchdog"))
@@ -321,8 +316,15 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
                                    admin_socket)
 
         def ready() -> None:
+            """Listening, and the keys are loaded: only now ready for systemd and the readiness probe."""
             log.info("ready in %.0f ms (issuer %s)", (time.monotonic() - started) * 1000, config.issuer)
+            readiness.config_loaded()
             notifier.ready(f"serving {config.issuer}")
+            # Rotation checks and the config watcher begin once serving (the watcher checks the files
+            # once when it starts, so a change made before is not missed).
+            background.append(asyncio.create_task(keys.run_forever(30.0), name="key-rotation"))
+            if path is not None and watch:
+                _watch_config(reloader, background)
             if dev:
                 redirects = ", ".join(
                     uri for client in config.static_clients for uri in client.redirect_uris)
@@ -334,7 +336,12 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
         telemetry_listeners = _telemetry_listeners(config)
         if telemetry_listeners:
             apps.append((TelemetryApp(telemetry.render, readiness), telemetry_listeners))
-        await _serve_all(apps, shutdown, ready, config.web.server)
+        listening = asyncio.Event()
+        background.append(asyncio.create_task(_when_ready(first_keys, listening, ready, shutdown),
+                                              name="ready"))
+        await _serve_all(apps, shutdown, listening.set, config.web.server)
+        if first_keys.done():
+            await first_keys  # a failed first load stopped the server: its error is the one to report
         log.info("stopped")
         return 0
     finally:
@@ -347,10 +354,37 @@ async def _run(config: Config, path: str | None, started: float, admin_socket: s
         for task in list(background):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if first_keys is not None:  # stopped while the first keys were loading: they are not waited for
+            first_keys.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await first_keys
         await reloader.aclose()
         await storage.close()
         log.info("storage closed")
         notifier.close()
+
+
+async def _when_ready(first_keys: asyncio.Task[None], listening: asyncio.Event, ready: Callable[[], None],
+                      shutdown: asyncio.Event) -> None:
+    """Call `ready` once the listeners are up and the first keys are loaded; if loading them fails,
+    stop the server (serve() re-raises the load's error)."""
+    try:
+        await asyncio.shield(first_keys)
+    except Exception:
+        shutdown.set()
+        return
+    await listening.wait()
+    if not shutdown.is_set():
+        ready()
+
+
+def _watch_config(reloader: Reloader, background: list[asyncio.Task[None]]) -> None:
+    try:
+        from appliance.admin.watch import watch_config
+    except ImportError as exc:  # watchfiles missing: SIGHUP and `portico reload` still work
+        log.warning("config file watching is off (%s); reload with SIGHUP or `portico reload`", exc)
+    else:
+        background.append(asyncio.create_task(watch_config(reloader), name="config-watch"))
 
 
 def run_serve(path: str | None, admin_socket: str | None = None, watch: bool = True) -> int:

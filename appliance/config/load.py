@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -113,6 +112,8 @@ EMBEDDED_SOURCE = "<embedded>"
 
 def default_config_text() -> str:
     """The embedded development config used by `portico serve` with no argument."""
+    import importlib.resources  # ~0.9 MB with tempfile, shutil, bz2, lzma: only the development start
+
     return importlib.resources.files("appliance.config").joinpath("default.yaml").read_text("utf-8")
 
 

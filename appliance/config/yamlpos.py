@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -367,6 +366,8 @@ def _is_name_start(c: str) -> bool:
 
 def closest(word: str, options: Sequence[str]) -> str:
     """The option closest to word, matched case-insensitively, or "" when none is close."""
+    import difflib  # only a misspelt key needs it: not loaded by a server whose config is right
+
     by_lower = {o.lower(): o for o in options}
     close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
     return by_lower[close[0]] if close else ""

@@ -13,12 +13,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
-from joserfc import jws
-from joserfc.errors import JoseError
-from joserfc.jwk import Key, import_key
 
 from appliance.keys.errors import InvalidToken
-from appliance.keys.jwk import SUPPORTED_ALGORITHMS, alg_of, kid_of, public_jwk_dict
+from appliance.keys.jwk import SUPPORTED_ALGORITHMS, PrivateKey, alg_of, kid_of, load_jwk, public_jwk_dict
 from appliance.store.models import Keys
 
 # Only these header members are accepted on verify: anything else ("crit", "b64", "jku", "x5u", "jwk")
@@ -53,8 +50,6 @@ class _Entry:
 
     kid: str
     alg: str
-    key: Key
-    registry: jws.JWSRegistry
     expiry: datetime | None  # None for the current signing key
     public_jwk: dict[str, Any]
     # The protected header of our tokens, encoded once: {"alg", "kid"}, as joserfc writes it.
@@ -90,23 +85,17 @@ class _Entry:
         return False
 
 
-def _registry(alg: str) -> jws.JWSRegistry:
-    # A registry that allows exactly one algorithm: the key-confusion and "none" defence.
-    return jws.JWSRegistry(algorithms=[alg])
-
-
-def _entry(data: dict[str, Any], expiry: datetime | None) -> _Entry:
+def _entry(data: dict[str, Any], expiry: datetime | None, generated: PrivateKey | None = None) -> _Entry:
+    """The entry of a stored JWK; `generated`: its private key as this process made it (not read back)."""
     kid = kid_of(data)
     alg = alg_of(data)
     if alg not in SUPPORTED_ALGORITHMS:
         raise ValueError(f"key {kid}: unsupported alg {alg!r}")
-    key = import_key(data)
-    registry = _registry(alg)
-    registry.get_alg(alg).check_key(key)  # RS256 needs RSA, ES256 needs EC P-256
+    # Each entry is pinned to one algorithm, its key type checked against it (RS256 needs RSA, ES256
+    # EC P-256): the key-confusion and "none" defence.
+    private, public = (generated, generated.public_key()) if generated is not None else load_jwk(data, alg)
     header = _b64encode(json.dumps({"alg": alg, "kid": kid}, separators=(",", ":")).encode("ascii"))
-    private = key.get_op_key("sign") if key.is_private else None
-    return _Entry(kid, alg, key, registry, expiry, public_jwk_dict(key, kid, alg), header, private,
-                  key.get_op_key("verify"))
+    return _Entry(kid, alg, expiry, public_jwk_dict(public, kid, alg), header, private, public)
 
 
 @dataclass(frozen=True)
@@ -126,23 +115,26 @@ class LoadedKeys:
     )
 
     @classmethod
-    def parse(cls, keys: Keys) -> LoadedKeys:
-        """Parse a stored key set. CPU-bound (RSA private import checks the key): run it in a thread.
+    def parse(cls, keys: Keys, generated: tuple[str, PrivateKey] | None = None) -> LoadedKeys:
+        """Parse a stored key set. CPU-bound (reading an RSA private key checks it, ~50 ms holding the
+        GIL): run it in a thread. `generated` is (kid, key) of a key this process just made and stored:
+        when it is the signing key it is used as it is, not read back from its JWK and checked again.
 
-        ValueError/JoseError if the signing key is unusable; an unusable verification key is skipped
-        (and named in `skipped`) so one bad old record cannot stop signing.
+        ValueError if the signing key is unusable; an unusable verification key is skipped (and named in
+        `skipped`) so one bad old record cannot stop signing.
         """
         if keys.signing_key is None:
             raise ValueError("no signing key stored")
-        private = _entry(keys.signing_key, None)
-        if not private.key.is_private:
+        own = generated[1] if generated is not None and generated[0] == keys.signing_key.get("kid") else None
+        private = _entry(keys.signing_key, None, own)
+        if private.private is None:
             raise ValueError("stored signing key has no private part")
         entries: dict[str, _Entry] = {private.kid: private}
         skipped: list[str] = []
         for vk in keys.verification_keys:
             try:
                 entry = _entry(vk.public_key, vk.expiry)
-            except (JoseError, ValueError, TypeError, KeyError) as err:
+            except (ValueError, TypeError, KeyError, OverflowError) as err:
                 skipped.append(f"verification key skipped: {type(err).__name__}: {err}")
                 continue
             entries.setdefault(entry.kid, entry)

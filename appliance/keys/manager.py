@@ -13,7 +13,13 @@ from typing import Any, Protocol
 from appliance.clock import Clock
 from appliance.ids import new_id
 from appliance.keys.errors import InvalidToken, KeysNotLoaded
-from appliance.keys.jwk import check_algorithm, generate_signing_jwk
+from appliance.keys.jwk import (
+    PrivateKey,
+    check_algorithm,
+    generate_private_key,
+    private_jwk_dict,
+    public_jwk_dict,
+)
 from appliance.keys.keyset import LoadedKeys
 from appliance.store.models import Keys, VerificationKey
 
@@ -76,6 +82,8 @@ class KeyManager:
         self._log = log or logging.getLogger("portico.keys")
         self._view: _View | None = None
         self._lock = asyncio.Lock()
+        # Set once the first load has ended, with keys or without (it failed): see wait_loaded.
+        self._first_load_done = asyncio.Event()
 
     # --- properties -------------------------------------------------------------------------------
 
@@ -94,6 +102,17 @@ class KeyManager:
 
     @property
     def loaded(self) -> bool:
+        return self._view is not None
+
+    async def wait_loaded(self) -> bool:
+        """Wait until keys are loaded, or the first load (ensure_loaded) has failed; True if loaded.
+
+        `portico serve` answers discovery while the first key is generated or read; whatever needs the
+        keys waits here instead of failing. After a failed first load the caller goes on and meets
+        KeysNotLoaded as it would have before (the server is stopping by then).
+        """
+        if self._view is None:
+            await self._first_load_done.wait()
         return self._view is not None
 
     @property
@@ -117,7 +136,9 @@ class KeyManager:
         if not _is_due(await self._storage.get_keys(), self._clock.now()):
             return False
         kid = new_id()
-        private, public = await asyncio.to_thread(generate_signing_jwk, self._algorithm, kid)
+        key = await asyncio.to_thread(generate_private_key, self._algorithm)
+        private = private_jwk_dict(key, kid, self._algorithm)
+        public = public_jwk_dict(key.public_key(), kid, self._algorithm)
 
         def updater(current: Keys) -> Keys:
             now = self._clock.now()
@@ -140,7 +161,7 @@ class KeyManager:
             return False
         self._log.info("signing keys rotated: new kid %s (%s), next rotation %s",
                        kid, self._algorithm, stored.next_rotation)
-        await self._install(stored)
+        await self._install(stored, (kid, key))
         return True
 
     async def refresh(self) -> None:
@@ -148,9 +169,13 @@ class KeyManager:
         await self._install(await self._storage.get_keys())
 
     async def ensure_loaded(self) -> None:
-        """Start-up: create keys if none exist (or they are due), then load them."""
-        await self.rotate_if_due()
-        await self.refresh()
+        """Start-up: create keys if none exist (or they are due), then load them. Whatever waits in
+        wait_loaded goes on when this ends, with keys or not."""
+        try:
+            await self.rotate_if_due()
+            await self.refresh()
+        finally:
+            self._first_load_done.set()
 
     async def run_forever(self, check_interval: float = 30.0) -> None:
         """Rotate when due and reload, every `check_interval` seconds, until cancelled. Never dies."""
@@ -162,16 +187,17 @@ class KeyManager:
                 self._log.exception("signing key rotation/refresh failed; keeping the loaded keys")
             await asyncio.sleep(check_interval)
 
-    async def _install(self, keys: Keys) -> None:
+    async def _install(self, keys: Keys, generated: tuple[str, PrivateKey] | None = None) -> None:
         async with self._lock:
             if self._view is not None and self._view.loaded.source == keys:
                 return
             if keys.signing_key is None:
                 return  # nothing stored yet: keep whatever we have (possibly nothing)
-            loaded = await asyncio.to_thread(LoadedKeys.parse, keys)
+            loaded = await asyncio.to_thread(LoadedKeys.parse, keys, generated)
             for reason in loaded.skipped:
                 self._log.warning("%s", reason)
             self._view = self._render(loaded, self._clock.now())
+            self._first_load_done.set()
 
     @staticmethod
     def _render(loaded: LoadedKeys, now: datetime) -> _View:

@@ -3,9 +3,9 @@ imported and built on the first request that needs it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.oidc.deps import Deps
 from appliance.oidc.token import TokenEndpoint
@@ -17,7 +17,36 @@ from appliance.web.lazy import LazyApp
 if TYPE_CHECKING:
     from quart import Quart
 
-__all__ = ["PublicApp", "lazy_routes", "public_app"]
+__all__ = ["KeyGate", "PublicApp", "lazy_routes", "public_app"]
+
+
+class _Keys(Protocol):
+    """What the gate reads of the KeyManager."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def wait_loaded(self) -> Awaitable[bool]: ...
+
+
+class KeyGate:
+    """Holds every request but discovery until the signing keys are loaded.
+
+    `portico serve` opens its listeners while the first key is generated (RSA: 50-500 ms) or read from
+    storage, so discovery, which needs no key, is answered at once; /keys, the token endpoints, the pages
+    (whose logins end in signed tokens) and the health check wait for the keys instead of failing. Once
+    they are loaded this is one attribute read per request.
+    """
+
+    def __init__(self, app: ASGIApp, keys: _Keys, open_paths: Iterable[str]) -> None:
+        self.app = app
+        self._keys = keys
+        self._open = frozenset(open_paths)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if not self._keys.loaded and scope["type"] == "http" and scope["path"] not in self._open:
+            await self._keys.wait_loaded()
+        await self.app(scope, receive, send)
 
 @dataclass(frozen=True)
 class PublicApp:
@@ -30,9 +59,10 @@ class PublicApp:
 
 def public_app(deps: Deps, tokens: TokenEndpoint, stats: HTTPStats,
                trusted: Callable[[str], bool] | None = None) -> PublicApp:
-    """Outermost the middleware (request ids, metrics by route), then the fast path (the documents,
-    /token, introspection, userinfo, health; with the app's token endpoint), then the Quart app, built
-    when the fast path first hands it a request."""
+    """Outermost the middleware (request ids, metrics by route), then the key gate (while the first
+    keys load, only discovery goes on), then the fast path (the documents, /token, introspection,
+    userinfo, health; with the app's token endpoint), then the Quart app, built when the fast path first
+    hands it a request."""
     lazy: LazyApp[Quart] = LazyApp(lambda: build_app(deps, tokens), load=_import_app)
 
     def allowed_methods(path: str) -> Iterable[str] | None:
@@ -40,8 +70,10 @@ def public_app(deps: Deps, tokens: TokenEndpoint, stats: HTTPStats,
         return None if app is None else app.url_map.bind("localhost").allowed_methods(path)
 
     fast = FastPath(lazy, deps, allowed_methods, token_endpoint=tokens)
-    routes = lazy_routes(lazy, deps.snapshot.issuer.path, fast.paths)
-    return PublicApp(TelemetryMiddleware(fast, stats, routes, trusted=trusted), lazy, fast)
+    prefix = deps.snapshot.issuer.path
+    routes = lazy_routes(lazy, prefix, fast.paths)
+    gate = KeyGate(fast, deps.keys, [prefix + "/.well-known/openid-configuration"])
+    return PublicApp(TelemetryMiddleware(gate, stats, routes, trusted=trusted), lazy, fast)
 
 
 def build_app(deps: Deps, tokens: TokenEndpoint) -> Quart:

@@ -37,6 +37,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 REDIRECT_URI = "http://127.0.0.1:5555/callback"
 FRAMEWORK = ("quart", "flask", "werkzeug", "jinja2", "hypercorn")
+# Loaded only by what needs them, never by machine traffic: joserfc (with cryptography.x509 and the
+# serialization modules, ~4 MB; the key set reads and writes its JWKs with `cryptography` itself), the
+# config's spelling suggestions and the embedded development config.
+NOT_AT_IDLE = ("joserfc", "cryptography.x509", "cryptography.hazmat.primitives.serialization", "difflib",
+               "importlib.resources")
 _IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)\s*$", re.MULTILINE)
 _SPEEDUPS = "markupsafe/_speedups"
 
@@ -64,7 +69,12 @@ def _maps_speedups(server: ServerProcess) -> bool:
 
 def _imported(server: ServerProcess) -> set[str]:
     """Top-level names of the modules the server's interpreter logged as imported (empty if it logs none)."""
-    return {name.split(".")[0] for name in _IMPORT_LINE.findall(server.stderr_text())}
+    return {name.split(".")[0] for name in _modules(server)}
+
+
+def _modules(server: ServerProcess) -> set[str]:
+    """Full names of the modules the server's interpreter logged as imported."""
+    return set(_IMPORT_LINE.findall(server.stderr_text()))
 
 
 def _machine_traffic(server: ServerProcess, telemetry: str) -> None:
@@ -115,6 +125,8 @@ def test_machine_traffic_never_loads_the_web_framework_and_the_first_page_does(
 
     logged = _imported(server)
     assert not logged & set(FRAMEWORK), f"imported without a page being asked for: {logged & set(FRAMEWORK)}"
+    idle = {name for name in _modules(server) if name.startswith(NOT_AT_IDLE)}
+    assert not idle, f"imported by machine traffic: {sorted(idle)}"
     assert not _maps_speedups(server), "Jinja2 or Werkzeug is loaded (markupsafe's C helper is mapped)"
     if not os.environ.get("PORTICO_E2E_COMMAND"):  # this checkout's package: the import log must be there
         assert "appliance" in logged and "granian" in logged, "the import log is missing: nothing was checked"
