@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 from appliance.errors import NotFound, OAuthError
@@ -24,6 +25,10 @@ _INVALID = "Invalid or expired code parameter."
 class _Replayed(Exception):
     """The code was redeemed before."""
 
+    def __init__(self, code: AuthCode) -> None:
+        super().__init__("authorization code redeemed twice")
+        self.code = code
+
 
 async def _on_replay(deps: Deps, snap: Snapshot, code: AuthCode) -> None:
     """RFC 6749 4.1.2: a code used twice revokes what it issued (the refresh token and, through the
@@ -40,59 +45,62 @@ async def _on_replay(deps: Deps, snap: Snapshot, code: AuthCode) -> None:
 
 async def load_code(deps: Deps, snap: Snapshot, code_id: str, client: Client) -> AuthCode:
     """An unexpired code of `client`; a redeemed one is a replay (its tokens are revoked)."""
-    return (await read_code(deps, snap, code_id, client)).value
-
-
-async def read_code(deps: Deps, snap: Snapshot, code_id: str, client: Client) -> Versioned[AuthCode]:
-    """load_code, with the version that redeem_code's compare-and-swap then expects."""
     found = await deps.storage.run(deps.storage.auth_codes.steps.find(code_id))
+    try:
+        return _usable(deps, found, client).value
+    except _Replayed as replayed:
+        await _on_replay(deps, snap, replayed.code)
+        raise OAuthError("invalid_grant", _INVALID) from None
+
+
+def _usable(deps: Deps, found: Versioned[AuthCode] | None, client: Client) -> Versioned[AuthCode]:
+    """`found` if it is an unexpired, unredeemed code of `client`; _Replayed for a redeemed one."""
     if found is None:
         raise OAuthError("invalid_grant", _INVALID)
     code = found.value
     if deps.clock.now() >= code.expiry or code.client_id != client.id:
         raise OAuthError("invalid_grant", _INVALID)
     if code.redeemed:
-        await _on_replay(deps, snap, code)
-        raise OAuthError("invalid_grant", _INVALID)
+        raise _Replayed(code)
     return found
 
 
-async def redeem_code(deps: Deps, snap: Snapshot, client: Client, code: AuthCode, *,
-                      known: Versioned[AuthCode] | None = None) -> dict[str, object]:
-    """Spend `code` and issue its tokens (the code grant, and the device flow's callback). `known`: the
-    code as read_code found it, so that spending it reads nothing more."""
-    conn = snap.connectors.get(code.connector_id)
-    refresh: tuple[RefreshToken, str] | None = None
-    if conn is not None and may_issue_refresh(snap, conn.instance, code.scopes):
-        refresh = new_refresh_token(
-            deps, client_id=client.id, connector_id=code.connector_id, claims=code.claims,
-            scopes=code.scopes, nonce=code.nonce, grant_id=code.id, auth_time=code.auth_time,
-            session_id=code.session_id, snap=snap,
-        )
-    refresh_id = refresh[0].id if refresh is not None else ""
-    seen = [code]
+async def redeem_code(deps: Deps, snap: Snapshot, client: Client, code: AuthCode) -> dict[str, object]:
+    """Spend `code`, read before by load_code, and issue its tokens (the device flow's callback)."""
+    return await _redeem(deps, snap, client, code.id, None)
 
-    def spend(old: AuthCode) -> AuthCode:
-        seen[0] = old
-        if old.redeemed:
-            raise _Replayed
-        return replace(old, redeemed=True, refresh_token_id=refresh_id or old.refresh_token_id)
 
-    def steps() -> Steps[None]:
-        # The compare-and-swap is the single-use gate: of two concurrent redemptions only one marks the
-        # code. The refresh token is stored in the same transaction, and its id on the code, so that a
-        # replay finds it. The code stays stored, marked, until it expires, so that a replay is recognised.
-        yield from deps.storage.auth_codes.steps.update(code.id, spend, known=known)
+async def _redeem(deps: Deps, snap: Snapshot, client: Client, code_id: str,
+                  check: Callable[[AuthCode], None] | None) -> dict[str, object]:
+    """Read, check and spend the code `code_id` in one transaction (one trip), then sign its tokens.
+    `check` raises the OAuthError of a code that does not fit the request (PKCE, redirect URI): nothing
+    is written then."""
+
+    def steps() -> Steps[tuple[AuthCode, tuple[RefreshToken, str] | None]]:
+        # The code read under the write lock (PostgreSQL: its row) is the single-use gate: of two
+        # concurrent redemptions the second finds it spent. The refresh token is stored in the same
+        # transaction, and its id on the code, so that a replay finds it. The code stays stored, marked,
+        # until it expires, so that a replay is recognised.
+        found = _usable(deps, (yield from deps.storage.auth_codes.steps.find(code_id, lock=True)), client)
+        code = found.value
+        if check is not None:
+            check(code)
+        refresh = _new_refresh(deps, snap, client, code)
+        spent = replace(code, redeemed=True,
+                        refresh_token_id=refresh[0].id if refresh is not None else code.refresh_token_id)
+        yield from deps.storage.auth_codes.steps.update(code.id, _spend(spent), known=found)
         if refresh is not None:
             yield from create_steps(deps.storage, refresh[0], code.connector_data)
+        return code, refresh
 
     try:
-        await deps.storage.run(steps(), write=True)
+        code, refresh = await deps.storage.run(steps(), write=True)
     except NotFound:
         raise OAuthError("invalid_grant", _INVALID) from None
-    except _Replayed:
-        await _on_replay(deps, snap, seen[0])  # as stored by the redemption that won
+    except _Replayed as replayed:
+        await _on_replay(deps, snap, replayed.code)  # as stored by the redemption that won
         raise OAuthError("invalid_grant", _INVALID) from None
+    conn = snap.connectors.get(code.connector_id)
     if conn is None:
         log.error("an auth code names connector %r, which is no longer configured", code.connector_id)
         raise OAuthError("invalid_grant", _INVALID)
@@ -110,6 +118,28 @@ async def redeem_code(deps: Deps, snap: Snapshot, client: Client, code: AuthCode
     return token_response(minted, refresh[1] if refresh else None)
 
 
+def _new_refresh(deps: Deps, snap: Snapshot, client: Client,
+                 code: AuthCode) -> tuple[RefreshToken, str] | None:
+    conn = snap.connectors.get(code.connector_id)
+    if conn is None or not may_issue_refresh(snap, conn.instance, code.scopes):
+        return None
+    return new_refresh_token(
+        deps, client_id=client.id, connector_id=code.connector_id, claims=code.claims, scopes=code.scopes,
+        nonce=code.nonce, grant_id=code.id, auth_time=code.auth_time, session_id=code.session_id, snap=snap,
+    )
+
+
+def _spend(spent: AuthCode) -> Callable[[AuthCode], AuthCode]:
+    def spend(old: AuthCode) -> AuthCode:
+        # Only reached again when the version read has changed since (another writer): then it must
+        # still be unspent.
+        if old.redeemed:
+            raise _Replayed(old)
+        return spent
+
+    return spend
+
+
 class AuthorizationCodeGrant:
     """RFC 6749 4.1.3 with RFC 7636 4.6."""
 
@@ -119,9 +149,11 @@ class AuthorizationCodeGrant:
         code_id = ctx.get("code")
         if not code_id:
             raise OAuthError("invalid_request", "Required param: code.")
-        found = await read_code(ctx.deps, ctx.snap, code_id, ctx.client)
-        code = found.value
-        verify_pkce(ctx.get("code_verifier"), code.pkce)
-        if code.redirect_uri != ctx.get("redirect_uri"):
-            raise OAuthError("invalid_grant", "redirect_uri did not match URI from initial request.")
-        return await redeem_code(ctx.deps, ctx.snap, ctx.client, code, known=found)
+        verifier, redirect_uri = ctx.get("code_verifier"), ctx.get("redirect_uri")
+
+        def check(code: AuthCode) -> None:
+            verify_pkce(verifier, code.pkce)
+            if code.redirect_uri != redirect_uri:
+                raise OAuthError("invalid_grant", "redirect_uri did not match URI from initial request.")
+
+        return await _redeem(ctx.deps, ctx.snap, ctx.client, code_id, check)

@@ -35,7 +35,8 @@ T = TypeVar("T")
 async def upstream(call: Awaitable[T]) -> T:
     """A connector call with a deadline: a hung upstream becomes a ConnectorError, not a hung request."""
     try:
-        return await asyncio.wait_for(call, CONNECTOR_TIMEOUT)
+        async with asyncio.timeout(CONNECTOR_TIMEOUT):
+            return await call
     except TimeoutError:
         raise ConnectorError(f"the connector did not answer within {CONNECTOR_TIMEOUT:.0f} s") from None
 

@@ -75,6 +75,8 @@ class RefreshTokenGrant:
         except ValueError:
             raise OAuthError("invalid_grant", _INVALID) from None
         storage = ctx.deps.storage
+        clock = ctx.deps.clock
+        started = clock.now()
         # One trip for everything a use reads (the token, its grant's revocation, its offline session).
         read = await storage.run(read_steps(storage, token_id, with_session=True))
         if read is None:
@@ -94,6 +96,11 @@ class RefreshTokenGrant:
             if current is None and not secret_matches(token.obsolete_token, secret):
                 raise OAuthError("invalid_grant", _INVALID)
             if current is None or not in_reuse_window:
+                if token.last_used > started:
+                    # Rotated by a use that wrote after this request began: the two ran at once (a client
+                    # that sent the same token twice), and this one lost. Refused, but not a replay.
+                    log.info("refresh token %s: a concurrent use rotated it first", token.id)
+                    raise OAuthError("invalid_grant", _INVALID)
                 # The previous secret, outside the reuse interval: a replay. Whoever holds the current
                 # secret may be the thief, so the whole family goes: the token (every rotation of it
                 # is this one row) and, through the grant id, the access tokens it issued.
@@ -145,12 +152,15 @@ class RefreshTokenGrant:
             def advance(old: RefreshToken) -> RefreshToken:
                 if not secret_matches(old.token, secret):
                     raise _Claimed
+                # The time of the write (inside its transaction), which a concurrent use that began
+                # before it compares with (above).
+                used = clock.now()
                 return replace(
                     old,
                     token=new_stored,
                     obsolete_token=old.token if rotate else old.obsolete_token,
-                    last_used=now,
-                    expiry=refresh_expiry(policy, old.created_at, now),
+                    last_used=used,
+                    expiry=refresh_expiry(policy, old.created_at, used),
                     claims=stored_claims,
                     connector_data=None,  # kept on the offline session
                 )
