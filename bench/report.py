@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
 # The figures compared for each workload; for all of them but rps, lower is better.
 FIGURES = ("rps", "p50_ms", "p99_ms", "cpu_s_per_1k", "peak_rss_mb")
+PERCENTILES = ("p50_ms", "p90_ms", "p99_ms")
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -20,6 +22,47 @@ def ratios(portico: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | N
     if not (portico.get("supported") and peer.get("supported")) or "rps" not in portico or "rps" not in peer:
         return None
     return {name: ratio(portico.get(name), peer.get(name)) for name in FIGURES}
+
+
+def combine(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's rounds of one workload as one record: requests, CPU and errors summed, req/s over the
+    total time, latency percentiles the median of the rounds' (max the largest), peak RSS the highest;
+    `rounds_rps` keeps each round's req/s. A round that was not supported or failed is the result."""
+    if len(records) == 1:
+        return records[0]
+    for record in records:
+        if not record.get("supported") or "failed" in record:
+            return record
+    first = records[0]
+    requests = sum(int(r["requests"]) for r in records)
+    duration = sum(float(r["duration_s"]) for r in records)
+    cpu = sum(float(r["cpu_s_per_1k"] or 0) * int(r["requests"]) / 1000 for r in records)
+    rps = requests / duration if duration else 0.0
+    ceiling_rps = first.get("ceiling_rps")
+    return {
+        **first,
+        "requests": requests,
+        "duration_s": round(duration, 2),
+        "rps": round(rps, 1),
+        **{k: round(statistics.median(float(r[k]) for r in records), 2) for k in PERCENTILES},
+        "max_ms": max(float(r["max_ms"]) for r in records),
+        "errors": sum(int(r["errors"]) for r in records),
+        "error_detail": next((r["error_detail"] for r in records if r.get("error_detail")), {}),
+        "cpu_s_per_1k": round(cpu / requests * 1000, 4) if requests else None,
+        "cpu_busy": round(cpu / duration, 2) if duration else None,
+        "peak_rss_mb": max(float(r["peak_rss_mb"]) for r in records),
+        "prepared": sum(int(r["prepared"]) for r in records),
+        "prep_s": round(sum(float(r["prep_s"]) for r in records), 1),
+        "load_average_1m": max(float(r["load_average_1m"]) for r in records),
+        "of_ceiling": round(rps / ceiling_rps, 3) if ceiling_rps else None,
+        "rounds_rps": [r["rps"] for r in records],
+    }
+
+
+def round_ratios(mine: list[dict[str, Any]], peer: list[dict[str, Any]]) -> list[float | None]:
+    """req/s of each round against the peer's in the same round (measured next to each other)."""
+    return [ratio(a.get("rps"), b.get("rps")) if a.get("supported") and b.get("supported") else None
+            for a, b in zip(mine, peer, strict=True)]
 
 
 def ceiling(bound: str, signatures: int, rates: dict[str, float | None]) -> float | None:
@@ -63,7 +106,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{v.get('portico', '')}, Python {v.get('python', '')}, {v.get('peer', '')} on Node "
         f"{v.get('node', '')}, {v.get('wrk', '')}. {s['algorithm']}, bcrypt cost {s['bcrypt_cost']}, "
         f"{s['connections']} connections, {s['wrk_threads']} wrk thread(s), {s['duration_s']} s per "
-        f"workload; servers pinned to core {s['server_cpus']}, wrk to core {s['wrk_cpus']}. Portico "
+        f"workload and server{_rounds(s)}; servers pinned to core {s['server_cpus']}, wrk to core "
+        f"{s['wrk_cpus']}. Portico "
         f"storage: {s['portico_storage']}; peer: "
         + ("in memory, every change appended to a journal file (bench/peer's adapter)"
            if s.get("peer_storage") == "journal" else "in memory (bench/peer's Map adapter)")
@@ -112,6 +156,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_fmt(p.get('of_ceiling'), 2)} / {_fmt(q.get('of_ceiling'), 2)} |"
             )
         lines.append("")
+    lines += _round_lines(result)
     lines += _opaque_lines(result)
     lines += [
         "| server | cold start ms (restart) | first start ms (new state) | idle RSS MB "
@@ -150,6 +195,40 @@ def markdown(result: dict[str, Any]) -> str:
         "path answers without signing, i.e. discovery, JWKS, introspection and userinfo).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _rounds(settings: dict[str, Any]) -> str:
+    rounds = int(settings.get("rounds", 1))
+    return f" in {rounds} rounds (the servers take turns)" if rounds > 1 else ""
+
+
+def _round_lines(result: dict[str, Any]) -> list[str]:
+    """req/s ratios round by round, where there were several rounds."""
+    variants = result["portico_variants"]
+    rows = []
+    for name, entry in result["workloads"].items():
+        per = entry.get("round_ratios") or {}
+        if not any(len(per.get(v) or []) > 1 for v in variants):
+            continue
+        cells = []
+        for variant in variants:
+            values = [x for x in per.get(variant) or [] if x is not None]
+            cells.append(", ".join(_fmt(x, 2) for x in values)
+                         + (f" (median **{_fmt(statistics.median(values), 2)}**)" if values else "-"))
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return [
+        "### req/s ratio round by round",
+        "",
+        "Each round measures every server in turn for a share of the duration; a round's ratio compares "
+        "measurements a few seconds apart.",
+        "",
+        "| workload | " + " | ".join(variants) + " |",
+        "|---|" + "---|" * len(variants),
+        *rows,
+        "",
+    ]
 
 
 def _opaque_lines(result: dict[str, Any]) -> list[str]:

@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         help=f"seconds per workload (default {FULL_SECONDS:.0f}, quick {QUICK_SECONDS:.0f})",
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="measure each workload in this many rounds, the servers taking turns, each round a share of "
+             "the duration (default 3, quick 1): a ratio from neighbouring rounds is less exposed to a "
+             "shared machine's swings than one from two runs a minute apart",
+    )
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: wrk has one core)")
     p.add_argument(
@@ -263,6 +270,7 @@ def _side(rates: dict[str, dict[str, float | None]], server: Server) -> dict[str
 
 async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     duration = args.duration or (QUICK_SECONDS if args.quick else FULL_SECONDS)
+    rounds = max(1, args.rounds or (1 if args.quick else 3))
     selected = [BY_NAME[name] for name in args.workloads.split(",") if name]
     password = "bench-" + os.urandom(6).hex()
     fixture = Fixture(
@@ -296,6 +304,7 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "connections": args.connections,
             "wrk_threads": args.threads,
             "duration_s": duration,
+            "rounds": rounds,
             "server_cpus": args.server_cpu,
             "wrk_cpus": args.wrk_cpu,
             "portico_storage": args.storage,
@@ -310,6 +319,7 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
     result["ceilings"] = await asyncio.to_thread(measure_ceilings, args)
     budget = Budget(duration, args.connections, workdir)
+    round_budget = Budget(duration / rounds, args.connections, workdir)
     preps = {s.name: Prep(s) for s in [*servers, opaque]}
     result["servers"] = {}
     result["workloads"] = {}
@@ -340,19 +350,29 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "reported_separately": workload.separate,
             }
             measured = [*servers, opaque] if workload.name in TOKEN_FORMAT_WORKLOADS else servers
+            runs: dict[str, list[dict[str, Any]]] = {server.name: [] for server in measured}
+            for round_ in range(rounds):
+                for server in measured:
+                    of = f" (round {round_ + 1} of {rounds})" if rounds > 1 else ""
+                    print(f"  {workload.name} on {server.name}{of} …", file=sys.stderr, flush=True)
+                    runs[server.name].append(await measure(
+                        workload,
+                        server,
+                        preps[server.name],
+                        round_budget,
+                        args,
+                        args.wrk_cpu,
+                        _side(result["ceilings"], server),
+                    ))
             for server in measured:
-                print(f"  {workload.name} on {server.name} …", file=sys.stderr, flush=True)
-                entry[server.name] = await measure(
-                    workload,
-                    server,
-                    preps[server.name],
-                    budget,
-                    args,
-                    args.wrk_cpu,
-                    _side(result["ceilings"], server),
-                )
+                entry[server.name] = report.combine(runs[server.name])
             entry["ratio"] = {
                 s.name: report.ratios(entry[s.name], entry["peer"]) for s in servers if s.flavor == "portico"
+            }
+            entry["round_ratios"] = {
+                s.name: report.round_ratios(runs[s.name], runs["peer"])
+                for s in servers
+                if s.flavor == "portico"
             }
             if opaque.name in entry:
                 entry["ratio_opaque"] = {

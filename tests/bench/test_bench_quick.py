@@ -50,6 +50,8 @@ def run(
             "--quick",
             "--duration",
             "2",
+            "--rounds",
+            "2",
             "--connections",
             "16",
             "--workers",
@@ -126,6 +128,13 @@ def test_every_workload_answered_without_errors(
         ratio = entry["ratio"]["portico"]
         if entry["portico"]["supported"]:
             assert ratio["rps"] == pytest.approx(entry["portico"]["rps"] / entry["peer"]["rps"], rel=0.01)
+            # Two rounds, the servers taking turns: each round's ratio, and the whole from both.
+            rounds = [entry[server]["rounds_rps"] for server in ("portico", "peer")]
+            assert all(len(values) == 2 for values in rounds), rounds
+            assert entry["round_ratios"]["portico"] == pytest.approx(
+                [mine / theirs for mine, theirs in zip(*rounds, strict=True)], rel=0.01)
+            record = entry["portico"]
+            assert min(rounds[0]) <= record["rps"] <= max(rounds[0])
         else:
             assert ratio is None
 
