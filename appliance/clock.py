@@ -18,13 +18,17 @@ class SystemClock:
 
 
 class FrozenClock:
-    """A clock for tests: stands still until moved."""
+    """A clock for tests: stands still until moved, or, with a `tick`, moves that much at every reading
+    (so that of two things that happen one after the other, the second is later, as on a real clock)."""
 
-    def __init__(self, at: datetime | None = None) -> None:
+    def __init__(self, at: datetime | None = None, *, tick: timedelta = timedelta(0)) -> None:
         self._at = at or datetime(2026, 1, 1, tzinfo=UTC)
+        self.tick = tick
 
     def now(self) -> datetime:
-        return self._at
+        at = self._at
+        self._at += self.tick
+        return at
 
     def advance(self, delta: timedelta) -> None:
         self._at += delta

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
 
 import bcrypt
 
@@ -16,6 +17,8 @@ from appliance.store.models import Password
 log = logging.getLogger("portico.connectors.local")
 
 PasswordLookup = Callable[[str], Awaitable[Password | None]]
+# The same lookup as steps of a database trip (appliance.store.steps), when the lookup offers it.
+PasswordSteps = Callable[[str], Generator[Any, Any, Password | None]]
 
 # Dex refuses hashes outside this bcrypt cost range: too cheap is weak, too dear is a denial of service.
 MIN_COST = 10
@@ -65,6 +68,14 @@ class LocalConnector:
 
     def __init__(self, lookup: PasswordLookup) -> None:
         self._lookup = lookup
+        # PasswordDB (appliance.oidc.deps) also reads as steps: then a refresh runs whole inside the
+        # database transaction that advances the token (refresh_steps), one trip instead of two.
+        self._lookup_steps: PasswordSteps | None = getattr(lookup, "steps", None)
+
+    @property
+    def refreshes_in_store(self) -> bool:
+        """Does refresh_steps work (the lookup reads only Portico's own store)?"""
+        return self._lookup_steps is not None
 
     def prompt(self) -> str:
         return "Email Address"
@@ -88,17 +99,26 @@ class LocalConnector:
         return _identity(user) if ok else None
 
     async def refresh(self, scopes: Scopes, identity: Identity) -> Identity:
-        user = await self._lookup(identity.email.lower())
-        # A deleted user, or a new user who took over the email, must not inherit the old session.
-        if user is None or user.user_id != identity.user_id:
-            raise UserRefusedError("user not found")
-        fresh = _identity(user)
-        return Identity(
-            user_id=identity.user_id,
-            username=fresh.username,
-            preferred_username=fresh.preferred_username,
-            email=identity.email,
-            email_verified=fresh.email_verified,
-            groups=fresh.groups,
-            connector_data=identity.connector_data,
-        )
+        return _refreshed(await self._lookup(identity.email.lower()), identity)
+
+    def refresh_steps(self, scopes: Scopes, identity: Identity) -> Generator[Any, Any, Identity]:
+        """`refresh` as steps of a database trip (only when refreshes_in_store)."""
+        if self._lookup_steps is None:
+            raise TypeError("this password lookup cannot be read inside a database trip")
+        return _refreshed((yield from self._lookup_steps(identity.email.lower())), identity)
+
+
+def _refreshed(user: Password | None, identity: Identity) -> Identity:
+    # A deleted user, or a new user who took over the email, must not inherit the old session.
+    if user is None or user.user_id != identity.user_id:
+        raise UserRefusedError("user not found")
+    fresh = _identity(user)
+    return Identity(
+        user_id=identity.user_id,
+        username=fresh.username,
+        preferred_username=fresh.preferred_username,
+        email=identity.email,
+        email_verified=fresh.email_verified,
+        groups=fresh.groups,
+        connector_data=identity.connector_data,
+    )

@@ -16,7 +16,7 @@ from appliance.errors import NotFound, PorticoError
 from appliance.oidc.discovery import build_discovery, supported_grant_types, supported_response_types
 from appliance.oidc.urls import IssuerURL
 from appliance.security.protection import Protection
-from appliance.store.base import Storage
+from appliance.store.base import Steps, Storage
 from appliance.store.models import Client, Password
 
 if TYPE_CHECKING:
@@ -108,6 +108,15 @@ class PasswordDB:
             return await self._storage.passwords.get(key)
         except NotFound:
             return None
+
+    def steps(self, email: str) -> Steps[Password | None]:
+        """The lookup as steps of a database trip (Storage.run), for a refresh inside its transaction."""
+        key = email.strip().lower()
+        found = self._static.get(key) if key else None
+        if found is not None or not key or self._storage is None:
+            return found
+        row = yield from self._storage.passwords.steps.find(key)
+        return None if row is None else row.value
 
 
 async def build_snapshot(

@@ -17,7 +17,7 @@ from perf_support import Stack, make_stack, scope
 from test_fastpath_api import FORM, REDIRECT, USER_ID, body, config, form, new_code, request
 
 from appliance.oidc.refreshstore import MAX_TOKENS_PER_CLIENT, create_refresh_token
-from appliance.store.models import Claims, offline_session_key
+from appliance.store.models import Claims, Password, offline_session_key
 from appliance.store.sqlite import SQLiteDatabase
 from appliance.store.steps import Steps
 from appliance.web.fastpath import FastPath
@@ -100,9 +100,10 @@ async def test_a_code_exchange_costs_the_same_with_many_devices(stack: Stack,
     answer = await request(fast, scope("POST", "/dex/token", [("Content-Type", FORM), BASIC]), body(form(
         grant_type="refresh_token", refresh_token=tokens["refresh_token"])))
     assert answer.status == 200
-    # One hop reads the token, its grant's revocation and its offline session; one writes the token
-    # back (the session only when the upstream state changed).
-    assert (counted.hops, len(counted.sql)) == (2, 4), counted.sql
+    # One hop reads the token, its grant's revocation and its offline session, re-checks the user in the
+    # password database (a static one here: no statement) and writes the token back (the session only
+    # when the upstream state changed), in one transaction.
+    assert (counted.hops, len(counted.sql)) == (1, 4), counted.sql
     refreshed = json.loads(answer.body)
     counted.clear()
     answer = await request(fast, scope("GET", "/dex/userinfo", [("Authorization", "Bearer " + refreshed[
@@ -183,3 +184,29 @@ async def test_tokens_collected_as_expired_leave_the_session_without_being_read(
         assert await made_stack.storage.offline_sessions.get(offline_session_key(USER_ID, "local"))
     finally:
         await made_stack.close()
+
+
+async def test_a_refresh_of_a_stored_user_reads_the_user_in_the_same_trip(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = FastPath(stack.app, stack.deps, token_endpoint=stack.tokens)
+    password = Password(email="bo@example.com", hash="$2b$10$" + "x" * 53, username="bo", user_id="u-bo")
+    await stack.storage.passwords.create(password)
+    claims = Claims(user_id="u-bo", email="bo@example.com", username="bo")
+    raw = await create_refresh_token(stack.deps, client_id="app", connector_id="local", claims=claims,
+                                     scopes=("openid", "email", "offline_access"), nonce="",
+                                     connector_data=None)
+    counted = Statements(monkeypatch)
+    answer = await request(fast, scope("POST", "/dex/token", [("Content-Type", FORM), BASIC]), body(form(
+        grant_type="refresh_token", refresh_token=raw)))
+    assert answer.status == 200, answer.body
+    assert counted.hops == 1 and any("FROM passwords" in sql for sql in counted.sql), counted.sql
+    # The user deleted since: refused, in one trip, and the token is not advanced.
+    await stack.storage.passwords.delete("bo@example.com")
+    rotated = json.loads(answer.body)["refresh_token"]
+    before = await stack.storage.refresh_tokens.list()
+    counted.clear()
+    answer = await request(fast, scope("POST", "/dex/token", [("Content-Type", FORM), BASIC]), body(form(
+        grant_type="refresh_token", refresh_token=rotated)))
+    assert answer.status == 400 and json.loads(answer.body)["error"] == "invalid_grant"
+    assert counted.hops == 1
+    assert await stack.storage.refresh_tokens.list() == before

@@ -174,6 +174,9 @@ async def test_concurrent_redemptions_of_one_code_yield_one_token_set(env: Env) 
 async def test_concurrent_refreshes_without_a_reuse_window_yield_one_rotation(env: Env) -> None:
     token = await refresh_token(env)
     env.clock.advance(timedelta(seconds=5))
+    # Time moves between readings, as it does for real: the losers began before the winner wrote, which
+    # makes them a race and not a replay (one that began after the rotation would revoke the family).
+    env.clock.tick = timedelta(microseconds=1)
     results = await asyncio.gather(*(env.refresh(token) for _ in range(4)), return_exceptions=True)
     wins = [r for r in results if isinstance(r, dict)]
     assert len(wins) == 1, results
@@ -234,6 +237,17 @@ async def test_refresh_rotates_and_the_old_token_is_a_replay(env: Env) -> None:
     assert decode_refresh_token(new)[1] not in stored.token  # the secret itself is never stored
     err = await oauth_error(env.refresh(old))  # replay: refused, and the token is revoked
     assert err.error == "invalid_grant"
+    assert await env.deps.storage.refresh_tokens.list() == []
+    assert (await oauth_error(env.refresh(new))).error == "invalid_grant"
+
+
+async def test_a_replay_that_began_after_the_rotation_is_no_race(env: Env) -> None:
+    # With time moving at every reading, the second use of the old secret began after the first one
+    # wrote: a replay, however close, and the family goes.
+    old = await refresh_token(env)
+    env.clock.tick = timedelta(microseconds=1)
+    new = str((await env.refresh(old))["refresh_token"])
+    assert (await oauth_error(env.refresh(old))).error == "invalid_grant"
     assert await env.deps.storage.refresh_tokens.list() == []
     assert (await oauth_error(env.refresh(new))).error == "invalid_grant"
 
