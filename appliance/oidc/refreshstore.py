@@ -163,8 +163,9 @@ def create_steps(storage: Storage, token: RefreshToken, connector_data: bytes | 
     if found is not None and connector_data and connector_data != found.value.connector_data:
         yield from storage.offline_sessions.steps.update(key, _renew(connector_data), known=found)
     yield from storage.refresh_tokens.steps.create(token)
+    # The new token itself is spared: it may share its last use with others to the microsecond.
     yield from storage.refresh_tokens.steps.evict(
-        key, token.client_id, keep=MAX_TOKENS_PER_CLIENT, now=token.created_at
+        key, token.client_id, keep=MAX_TOKENS_PER_CLIENT, now=token.created_at, spare=token.id
     )
 
 

@@ -104,9 +104,12 @@ class RefreshTokenSteps(CollectionSteps[RefreshToken], Protocol):
     """The refresh tokens' own queries, on the columns their table indexes: the offline session a token
     belongs to (offline_session_key of its user and connector), its client, its last use."""
 
-    def evict(self, session: str, client_id: str, *, keep: int, now: datetime) -> Steps[list[str]]:
+    def evict(self, session: str, client_id: str, *, keep: int, now: datetime,
+              spare: str = "") -> Steps[list[str]]:
         """Delete the unexpired tokens of `session` and `client_id` but the `keep` most recently used;
-        their ids. Expired ones are left to garbage collection."""
+        their ids. `spare` (a token just made) is never deleted and counts as one of the `keep`: with
+        equal last uses, the order among the others is by id. Expired ones are left to garbage
+        collection."""
         ...
 
     def held(self, session: str) -> Steps[bool]:

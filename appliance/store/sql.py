@@ -291,7 +291,7 @@ def refresh_token_columns(token: RefreshToken) -> tuple[str, str, int]:
 # (offline_session, client_id, last_used). The LIMIT is only there because SQL wants one before OFFSET.
 _SQL_EVICT = (
     "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens "
-    "WHERE offline_session = ? AND client_id = ? AND expiry > ? "
+    "WHERE offline_session = ? AND client_id = ? AND expiry > ? AND id <> ? "
     "ORDER BY last_used DESC, id DESC LIMIT 1000000000 OFFSET ?) RETURNING id"
 )
 _SQL_HELD = "SELECT 1 FROM refresh_tokens WHERE offline_session = ? LIMIT 1"
@@ -300,8 +300,10 @@ _SQL_HELD = "SELECT 1 FROM refresh_tokens WHERE offline_session = ? LIMIT 1"
 class SQLRefreshTokenSteps(SQLSteps[RefreshToken]):
     """The refresh tokens' steps, with their queries on the offline-session index."""
 
-    def evict(self, session: str, client_id: str, *, keep: int, now: datetime) -> Steps[builtins.list[str]]:
-        rows = yield _SQL_EVICT, (session, client_id, epoch_micros(now), max(0, keep))
+    def evict(self, session: str, client_id: str, *, keep: int, now: datetime,
+              spare: str = "") -> Steps[builtins.list[str]]:
+        others = max(0, keep - 1) if spare else max(0, keep)
+        rows = yield _SQL_EVICT, (session, client_id, epoch_micros(now), spare, others)
         return [row[0] for row in rows]
 
     def held(self, session: str) -> Steps[bool]:

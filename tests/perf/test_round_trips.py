@@ -210,3 +210,16 @@ async def test_a_refresh_of_a_stored_user_reads_the_user_in_the_same_trip(
     assert answer.status == 400 and json.loads(answer.body)["error"] == "invalid_grant"
     assert counted.hops == 1
     assert await stack.storage.refresh_tokens.list() == before
+
+
+async def test_a_new_device_is_never_the_one_evicted_when_uses_tie(stack: Stack) -> None:
+    # The clock stands still: every token has the same last use, so the order among them is by id,
+    # which is random; the token just made must survive all the same, and the limit hold.
+    claims = Claims(user_id=USER_ID, email="ada@example.com")
+    for _ in range(MAX_TOKENS_PER_CLIENT + 12):
+        raw = await create_refresh_token(stack.deps, client_id="app", connector_id="local", claims=claims,
+                                         scopes=("openid",), nonce="", connector_data=None)
+        made = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))[2:28].decode()
+        stored = {token.id for token in await stack.storage.refresh_tokens.list()}
+        assert made in stored and len(stored) <= MAX_TOKENS_PER_CLIENT
+    assert len(stored) == MAX_TOKENS_PER_CLIENT
