@@ -134,7 +134,8 @@ def test_every_workload_answered_without_errors(
             assert entry["round_ratios"]["portico"] == pytest.approx(
                 [mine / theirs for mine, theirs in zip(*rounds, strict=True)], rel=0.01)
             record = entry["portico"]
-            assert min(rounds[0]) <= record["rps"] <= max(rounds[0])
+            # (each figure rounded to 0.1 on its own, so the whole may pass an equal pair by a hair)
+            assert min(rounds[0]) * 0.99 <= record["rps"] <= max(rounds[0]) * 1.01
         else:
             assert ratio is None
 
