@@ -104,8 +104,12 @@ class StorageProbe:
                 await self._running
 
 
+_STARTING = "starting: configuration or signing keys not loaded yet"
+
+
 class Readiness:
-    """Ready = configuration loaded, not shutting down, and the storage probe passes."""
+    """Ready = started (configuration and first signing key loaded, the listeners up), not shutting
+    down, and the storage probe passes."""
 
     def __init__(self, probe: StorageProbe, wall: Callable[[], float] = time.time) -> None:
         self.probe = probe
@@ -125,7 +129,7 @@ class Readiness:
         if self._stopping_at is not None:
             return Check(False, "", "shutting down", now, 0.0, 1, self._stopping_at)
         if self._loaded_at is None:
-            return Check(False, "", "configuration not loaded yet", now, 0.0, 1, now)
+            return Check(False, "", _STARTING, now, 0.0, 1, now)
         return Check(True, "configuration loaded", "", now, 0.0, 0, None)
 
     async def checks(self) -> dict[str, Check]:
