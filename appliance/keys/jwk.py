@@ -10,7 +10,6 @@ handles these two key types; the connectors that verify upstream tokens still us
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -147,22 +146,31 @@ def _with_parameters(members: dict[str, Any], kid: str, alg: str) -> dict[str, A
     return members
 
 
+def b64url_encode(data: bytes) -> bytes:
+    """Base64url without padding (RFC 7515 2): JWS segments and JWK members."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def b64url_decode(segment: bytes) -> bytes:
+    """Unpadded base64url, strictly (only the URL alphabet: any other byte is a ValueError)."""
+    if len(segment) % 4 == 1 or segment.translate(None, _B64URL):  # what is left is not the alphabet
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+
+
 def _int_to_b64(value: int, length: int = 0) -> str:
     """Base64urlUInt (RFC 7518 2): big-endian, no padding; `length` bytes when fixed, else the fewest."""
     data = value.to_bytes(length or max(1, (value.bit_length() + 7) // 8), "big")
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url_encode(data).decode("ascii")
 
 
 def _member_int(data: dict[str, Any], name: str) -> int:
     value = data.get(name)
     if not isinstance(value, str) or not value:
         raise ValueError(f'JWK member "{name}" is missing')
-    raw = value.encode("ascii", "replace")
-    if len(raw) % 4 == 1 or raw.translate(None, _B64URL):
-        raise ValueError(f'JWK member "{name}" is not base64url')
     try:
-        return int.from_bytes(base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4)), "big")
-    except binascii.Error as err:
+        return int.from_bytes(b64url_decode(value.encode("ascii", "replace")), "big")
+    except ValueError as err:  # binascii.Error is one too
         raise ValueError(f'JWK member "{name}" is not base64url') from err
 
 

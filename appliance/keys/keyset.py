@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from dataclasses import dataclass, field
@@ -15,28 +14,25 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from appliance.keys.errors import InvalidToken
-from appliance.keys.jwk import SUPPORTED_ALGORITHMS, PrivateKey, alg_of, kid_of, load_jwk, public_jwk_dict
+from appliance.keys.jwk import (
+    SUPPORTED_ALGORITHMS,
+    PrivateKey,
+    alg_of,
+    b64url_decode,
+    b64url_encode,
+    kid_of,
+    load_jwk,
+    public_jwk_dict,
+)
 from appliance.store.models import Keys
 
 # Only these header members are accepted on verify: anything else ("crit", "b64", "jku", "x5u", "jwk")
 # changes how a token is processed or where its key comes from, and our own tokens never carry it.
 _ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
 _MAX_TOKEN_BYTES = 16 * 1024
-_B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _ES256_HALF = 32  # bytes of r and of s in an ES256 signature (RFC 7518 3.4)
 # Tokens whose checked signature a key set remembers (at most ~1 MB of tokens and claims).
 VERIFIED_CACHE_SIZE = 512
-
-
-def _b64encode(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
-def _b64decode(segment: bytes) -> bytes:
-    """Unpadded base64url, strictly (only the URL alphabet: any other byte makes the token invalid)."""
-    if len(segment) % 4 == 1 or segment.translate(None, _B64URL):  # what is left is not the alphabet
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
 
 
 @dataclass(frozen=True)
@@ -94,7 +90,7 @@ def _entry(data: dict[str, Any], expiry: datetime | None, generated: PrivateKey 
     # Each entry is pinned to one algorithm, its key type checked against it (RS256 needs RSA, ES256
     # EC P-256): the key-confusion and "none" defence.
     private, public = (generated, generated.public_key()) if generated is not None else load_jwk(data, alg)
-    header = _b64encode(json.dumps({"alg": alg, "kid": kid}, separators=(",", ":")).encode("ascii"))
+    header = b64url_encode(json.dumps({"alg": alg, "kid": kid}, separators=(",", ":")).encode("ascii"))
     return _Entry(kid, alg, expiry, public_jwk_dict(public, kid, alg), header, private, public)
 
 
@@ -165,8 +161,8 @@ class LoadedKeys:
         serialize_compact makes (RS256 signatures are deterministic; tests/unit compares them)."""
         payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
         signing = self.signing
-        signing_input = signing.header_segment + b"." + _b64encode(payload)
-        return (signing_input + b"." + _b64encode(signing.sign(signing_input))).decode("ascii")
+        signing_input = signing.header_segment + b"." + b64url_encode(payload)
+        return (signing_input + b"." + b64url_encode(signing.sign(signing_input))).decode("ascii")
 
     def verify(self, token: str, now: datetime) -> dict[str, Any]:
         """The claims of a token we signed with a key still in the set; InvalidToken otherwise."""
@@ -203,8 +199,8 @@ class LoadedKeys:
         if len(parts) != 3:
             raise InvalidToken("malformed token")
         try:
-            header = json.loads(_b64decode(parts[0]))
-            signature = _b64decode(parts[2])
+            header = json.loads(b64url_decode(parts[0]))
+            signature = b64url_decode(parts[2])
         except (ValueError, binascii.Error) as err:  # json.JSONDecodeError and UnicodeDecodeError too
             raise InvalidToken("malformed token") from err
         if not isinstance(header, dict):
@@ -222,7 +218,7 @@ class LoadedKeys:
         if not entry.verify(parts[0] + b"." + parts[1], signature):
             raise InvalidToken("bad signature")
         try:
-            claims = json.loads(_b64decode(parts[1]))
+            claims = json.loads(b64url_decode(parts[1]))
         except (ValueError, binascii.Error) as err:
             raise InvalidToken("malformed claims") from err
         if not isinstance(claims, dict):

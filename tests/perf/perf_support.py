@@ -117,14 +117,19 @@ def scope(method: str, path: str, headers: list[tuple[str, str]] | None = None,
     }
 
 
-async def call(app: ASGI, request: dict[str, Any]) -> Answer:
-    """One request through an ASGI app, as a server would make it (an empty body, then nothing)."""
-    pending = [{"type": "http.request", "body": b"", "more_body": False}]
+async def call(app: ASGI, request: dict[str, Any], body: bytes = b"") -> Answer:
+    """One request through an ASGI app, as a server would make it (`body` in one message, then nothing)."""
+    return await send_messages(app, request, [{"type": "http.request", "body": body, "more_body": False}])
+
+
+async def send_messages(app: ASGI, request: dict[str, Any], messages: list[dict[str, Any]]) -> Answer:
+    """One request through an ASGI app, its body as `messages` (after them, the client waits)."""
+    pending = list(messages)
     answer = Answer()
 
     async def receive() -> dict[str, Any]:
         if pending:
-            return pending.pop()
+            return pending.pop(0)
         await asyncio.Event().wait()  # the client stays connected; the app's watcher gets cancelled
         raise AssertionError("unreachable")
 

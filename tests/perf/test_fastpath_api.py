@@ -9,7 +9,6 @@ request id blanked) and body; and the log lines the two write must match too.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -20,7 +19,7 @@ from typing import Any
 
 import bcrypt
 import pytest
-from perf_support import Answer, Counting, Stack, make_stack, scope
+from perf_support import Answer, Counting, Stack, make_stack, scope, send_messages
 
 import appliance.ids
 from appliance.errors import ConnectorError
@@ -115,26 +114,7 @@ Messages = list[dict[str, Any]]
 NEVER: Messages = []  # the client sends headers, then nothing (its body never comes)
 
 
-async def request(app: Callable[..., Awaitable[None]], req: dict[str, Any], messages: Messages) -> Answer:
-    """One request through an ASGI app, its body as `messages` (after them, the client waits)."""
-    pending = list(messages)
-    answer = Answer()
-
-    async def receive() -> dict[str, Any]:
-        if pending:
-            return pending.pop(0)
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            answer.status = int(message["status"])
-            answer.headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
-        elif message["type"] == "http.response.body":
-            answer.body += bytes(message.get("body", b""))
-
-    await app(req, receive, send)
-    return answer
+request = send_messages  # one request through an ASGI app, its body as messages
 
 
 def body(data: bytes, *more: bytes) -> Messages:

@@ -62,24 +62,7 @@ def small_app(events: Events, *, fail_start: bool = False) -> Quart:
 async def post(app: Any, path: str, body: bytes, content_type: str = FORM) -> Answer:
     """One POST with `body` in one message."""
     request = scope("POST", path, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-    answer = Answer()
-
-    async def receive() -> dict[str, Any]:
-        if pending:
-            return pending.pop()
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            answer.status = int(message["status"])
-            answer.headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
-        elif message["type"] == "http.response.body":
-            answer.body += bytes(message.get("body", b""))
-
-    await app(request, receive, send)
-    return answer
+    return await call(app, request, body)
 
 
 async def server_lifespan(app: Any) -> Lifespan:
